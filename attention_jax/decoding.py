@@ -1,0 +1,173 @@
+"""Greedy and beam-search decoding for `attention_jax.models.Seq2Seq`, jit-compiled, returning attention.
+
+    tokens [B, T], weights [B, T, S] = greedy_decode(model, params, source [B, S], max_length=T)
+    tokens [B, T], weights [B, T, S] = beam_search(model, params, source, max_length=T, beam_size=4,
+                                                   length_penalty=0.6)
+
+`tokens` hold the output ids up to and including EOS, then PAD; `weights` are the attention weights of the
+chosen output at each emitted position (zero after EOS), ready to plot against the source tokens.
+Both decoders never emit PAD or BOS. The encoder and the scorer's key-side work run once per source batch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from attention_jax.models.seq2seq import Seq2Seq
+
+Array = jax.Array
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+_NEG_INF = -1e9   # finite: -inf - -inf would give NaN in the score arithmetic below
+
+
+def _log_probs(logits: Array) -> Array:
+  """log_softmax with PAD and BOS forbidden: [..., V] -> [..., V]."""
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  return log_probs.at[..., PAD_ID].set(_NEG_INF).at[..., BOS_ID].set(_NEG_INF)
+
+
+def _start(model: Seq2Seq, params, source: Array):
+  variables = {'params': params}
+  memory = model.apply(variables, source, method=Seq2Seq.encode)
+  carry = model.apply(variables, memory, method=Seq2Seq.initial_state)
+  step = functools.partial(model.apply, variables, method=Seq2Seq.decode_step)
+  return memory, carry, step
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'max_length'))
+def greedy_decode(model: Seq2Seq, params, source: Array, max_length: int) -> tuple[Array, Array]:
+  """Picks the most likely token at every step.
+
+  Args:
+    model: the Seq2Seq module (static).
+    params: its parameters.
+    source: [B, S] int32, PAD-padded.
+    max_length: T, the number of output positions.
+
+  Returns:
+    (tokens [B, T] int32, weights [B, T, S] float32).
+  """
+  memory, carry, step = _start(model, params, source)
+  batch = source.shape[0]
+
+  def body(state, _):
+    carry, prev, finished = state
+    carry, logits, weights = step(carry, prev, memory)
+    token = jnp.argmax(_log_probs(logits), axis=-1).astype(jnp.int32)
+    token = jnp.where(finished, PAD_ID, token)
+    weights = jnp.where(finished[:, None], 0.0, weights)
+    return (carry, token, finished | (token == EOS_ID)), (token, weights)
+
+  init = (carry, jnp.full((batch,), BOS_ID, jnp.int32), jnp.zeros((batch,), bool))
+  _, (tokens_TB, weights_TBS) = jax.lax.scan(body, init, None, length=max_length)
+  return tokens_TB.T, jnp.swapaxes(weights_TBS, 0, 1)
+
+
+def length_penalty_factor(length: Array, alpha: float) -> Array:
+  """GNMT length penalty lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al. 2016); score = log P(Y) / lp(Y)."""
+  return ((5.0 + length.astype(jnp.float32)) / 6.0) ** alpha
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'max_length', 'beam_size'))
+def beam_search(model: Seq2Seq, params, source: Array, max_length: int, beam_size: int = 4,
+                length_penalty: float = 0.6) -> tuple[Array, Array]:
+  """Batched beam search with a GNMT length penalty.
+
+  Keeps `beam_size` alive hypotheses (ranked by log-probability) and the `beam_size` best finished ones
+  (ranked by log P / lp). At each step the 2K best extensions are scored so that K alive ones remain
+  even when up to K of them end in EOS. The result is the best finished hypothesis, or the best alive
+  one if none finished within max_length.
+
+  Args:
+    model: the Seq2Seq module (static).
+    params: its parameters.
+    source: [B, S] int32, PAD-padded.
+    max_length: T, output positions.
+    beam_size: K.
+    length_penalty: alpha (0 = plain log-probability).
+
+  Returns:
+    (tokens [B, T] int32, weights [B, T, S] float32) of the chosen hypothesis per example.
+  """
+  batch, source_len = source.shape
+  k = beam_size
+  memory, carry, step = _start(model, params, source)
+  # Every beam of an example starts from the same encoder memory and state; flatten to [B * K, ...].
+  tile = lambda x: jnp.repeat(x, k, axis=0)
+  memory, carry = jax.tree.map(tile, memory), jax.tree.map(tile, carry)
+
+  def gather(tree, index_BK):      # select beams: [B * K, ...] with index [B, K'] -> [B * K', ...]
+    def one(x):
+      x = x.reshape(batch, -1, *x.shape[1:])
+      x = jnp.take_along_axis(x, index_BK.reshape(batch, -1, *([1] * (x.ndim - 2))), axis=1)
+      return x.reshape(-1, *x.shape[2:])
+    return jax.tree.map(one, tree)
+
+  alive = {
+      'tokens': jnp.zeros((batch, k, max_length), jnp.int32),
+      'weights': jnp.zeros((batch, k, max_length, source_len), jnp.float32),
+      # Only beam 0 is live at the start, so the first step does not pick K copies of the same token.
+      'log_prob': jnp.tile(jnp.array([0.0] + [_NEG_INF] * (k - 1), jnp.float32), (batch, 1)),
+      'last': jnp.full((batch, k), BOS_ID, jnp.int32),
+  }
+  finished = {
+      'tokens': jnp.zeros((batch, k, max_length), jnp.int32),
+      'weights': jnp.zeros((batch, k, max_length, source_len), jnp.float32),
+      'score': jnp.full((batch, k), _NEG_INF, jnp.float32),
+  }
+
+  def body(state, t):
+    carry, alive, finished = state
+    carry, logits, weights = step(carry, alive['last'].reshape(-1), memory)
+    vocab = logits.shape[-1]
+    candidates = alive['log_prob'][..., None] + _log_probs(logits).reshape(batch, k, vocab)
+    top_log_prob, top_index = jax.lax.top_k(candidates.reshape(batch, k * vocab), 2 * k)   # [B, 2K]
+    beam, token = top_index // vocab, (top_index % vocab).astype(jnp.int32)
+    take = lambda x, idx: jnp.take_along_axis(x, idx.reshape(*idx.shape, *([1] * (x.ndim - 2))), axis=1)
+    tokens = take(alive['tokens'], beam).at[:, :, t].set(token)                            # [B, 2K, T]
+    step_weights = take(weights.reshape(batch, k, source_len), beam)                       # [B, 2K, S]
+    all_weights = take(alive['weights'], beam).at[:, :, t].set(step_weights)               # [B, 2K, T, S]
+    is_eos = token == EOS_ID
+
+    # Finished: merge the EOS candidates (length t + 1, penalised) with the finished set, keep the best K.
+    eos_score = jnp.where(is_eos, top_log_prob / length_penalty_factor(t + 1, length_penalty), _NEG_INF)
+    merged_score = jnp.concatenate([finished['score'], eos_score], axis=1)
+    best_score, best = jax.lax.top_k(merged_score, k)
+    merge = lambda old, new: take(jnp.concatenate([old, new], axis=1), best)
+    finished = {'tokens': merge(finished['tokens'], tokens), 'weights': merge(finished['weights'], all_weights),
+                'score': best_score}
+
+    # Alive: the best K candidates that did not end.
+    alive_log_prob, keep = jax.lax.top_k(jnp.where(is_eos, _NEG_INF, top_log_prob), k)
+    alive = {'tokens': take(tokens, keep), 'weights': take(all_weights, keep), 'log_prob': alive_log_prob,
+             'last': take(token, keep)}
+    carry = gather(carry, take(beam, keep))
+    return (carry, alive, finished), None
+
+  (_, alive, finished), _ = jax.lax.scan(body, (carry, alive, finished), jnp.arange(max_length))
+
+  alive_score = alive['log_prob'] / length_penalty_factor(jnp.asarray(max_length), length_penalty)
+  any_finished = finished['score'][:, 0] > _NEG_INF / 2
+  best_alive = jnp.argmax(alive_score, axis=1)
+  pick = lambda fin, al: jnp.where(
+      any_finished.reshape(-1, *([1] * (fin.ndim - 2))), fin[:, 0], al[jnp.arange(batch), best_alive])
+  return pick(finished['tokens'], alive['tokens']), pick(finished['weights'], alive['weights'])
+
+
+def sequence_log_prob(model: Seq2Seq, params, source: Array, target_out: Array) -> Array:
+  """log P(target | source) under teacher forcing with PAD/BOS forbidden as in decoding.
+
+  Args:
+    source: [B, S]; target_out: [B, T] ids ending in EOS then PAD.
+
+  Returns:
+    [B] float32 sums over the non-PAD positions.
+  """
+  target_in = jnp.concatenate([jnp.full_like(target_out[:, :1], BOS_ID), target_out[:, :-1]], axis=1)
+  target_in = jnp.where(target_in == EOS_ID, PAD_ID, target_in)
+  logits, _ = model.apply({'params': params}, source, target_in)
+  token_log_prob = jnp.take_along_axis(_log_probs(logits), target_out[..., None], axis=-1)[..., 0]
+  return jnp.sum(jnp.where(target_out != PAD_ID, token_log_prob, 0.0), axis=-1)

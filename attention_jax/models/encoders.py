@@ -1,0 +1,143 @@
+"""Source encoders: (bidirectional) GRU/LSTM stacks and a small Transformer encoder.
+
+Every encoder maps embedded tokens to hidden states and a summary vector for initialising a decoder:
+
+    outputs [B, S, D_enc], summary [B, D_sum] = encoder(embedded [B, S, E], mask [B, S], train=...)
+
+Padding is handled with `mask` (True = real token): the RNNs get per-example `seq_lengths`, so the final
+states are those of the last real token (forward) and the first token (backward direction).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from attention_jax.modules import MultiHeadAttention
+
+Array = jax.Array
+
+RNN_CELLS = {'gru': nn.GRUCell, 'lstm': nn.OptimizedLSTMCell}
+
+
+def rnn_cell(cell_type: str, features: int, name: str | None = None) -> nn.RNNCellBase:
+  """A GRU or LSTM cell by name ('gru' | 'lstm'); the error lists the valid names."""
+  if cell_type not in RNN_CELLS:
+    raise ValueError(f'Unknown RNN cell {cell_type!r}. Valid cells: {", ".join(sorted(RNN_CELLS))}.')
+  return RNN_CELLS[cell_type](features=features, name=name)
+
+
+def cell_output(carry) -> Array:
+  """The hidden state h of a GRU carry (h) or an LSTM carry (c, h): [B, H]."""
+  return carry[1] if isinstance(carry, tuple) else carry
+
+
+class RNNEncoder(nn.Module):
+  """A stack of GRU/LSTM layers, each optionally bidirectional (outputs concatenated), run with nn.RNN (a scan).
+
+  Attributes:
+    cell_type: 'gru' or 'lstm'.
+    hidden_dim: H per direction.
+    num_layers: stacked layers.
+    bidirectional: if True D_enc = 2H, else H.
+    dropout_rate: dropout between layers.
+  """
+  cell_type: str = 'gru'
+  hidden_dim: int = 128
+  num_layers: int = 1
+  bidirectional: bool = True
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, embedded: Array, mask: Array, *, train: bool = False) -> tuple[Array, Array]:
+    """embedded [B, S, E], mask [B, S] -> (outputs [B, S, D_enc], summary [B, D_enc])."""
+    lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
+    x = embedded
+    summary = None
+    for layer in range(self.num_layers):
+      if layer:
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      forward = nn.RNN(rnn_cell(self.cell_type, self.hidden_dim), return_carry=True, name=f'forward_{layer}')
+      if self.bidirectional:
+        backward = nn.RNN(rnn_cell(self.cell_type, self.hidden_dim), return_carry=True, reverse=True,
+                          keep_order=True, name=f'backward_{layer}')
+        (carry_f, carry_b), x = nn.Bidirectional(forward, backward, return_carry=True, name=f'layer_{layer}')(
+            x, seq_lengths=lengths)
+        summary = jnp.concatenate([cell_output(carry_f), cell_output(carry_b)], axis=-1)
+      else:
+        carry, x = forward(x, seq_lengths=lengths)
+        summary = cell_output(carry)
+    # Padded positions carry states of no token; zero them so they are inert as keys and values.
+    return jnp.where(mask[..., None], x, 0.0), summary
+
+
+def sinusoidal_positions(length: int, dim: int) -> Array:
+  """The Transformer's fixed sine/cosine position encodings, [length, dim]."""
+  position = jnp.arange(length, dtype=jnp.float32)[:, None]
+  rate = jnp.exp(-math.log(10000.0) * jnp.arange(0, dim, 2, dtype=jnp.float32) / dim)
+  table = jnp.zeros((length, dim), jnp.float32)
+  table = table.at[:, 0::2].set(jnp.sin(position * rate))
+  return table.at[:, 1::2].set(jnp.cos(position * rate[: dim // 2]))
+
+
+class TransformerEncoderLayer(nn.Module):
+  """Pre-LayerNorm self-attention + MLP block."""
+  num_heads: int
+  mlp_dim: int
+  dropout_rate: float = 0.0
+  scorer: str = 'scaled_dot'
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, *, train: bool) -> Array:
+    """x [B, S, D], mask [B, S] -> [B, S, D]."""
+    h = nn.LayerNorm()(x)
+    h, _ = MultiHeadAttention(num_heads=self.num_heads, scorer=self.scorer)(h, h, mask)
+    x = x + nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+    h = nn.LayerNorm()(x)
+    h = nn.Dense(x.shape[-1])(nn.gelu(nn.Dense(self.mlp_dim)(h)))
+    return x + nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+
+
+class TransformerEncoder(nn.Module):
+  """A small Transformer encoder (sinusoidal positions, pre-LN blocks); summary = masked mean of outputs.
+
+  Attributes:
+    hidden_dim: model width D (the embeddings are projected to it).
+    num_layers, num_heads, mlp_dim, dropout_rate: the usual.
+  """
+  hidden_dim: int = 128
+  num_layers: int = 2
+  num_heads: int = 4
+  mlp_dim: int = 256
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, embedded: Array, mask: Array, *, train: bool = False) -> tuple[Array, Array]:
+    """embedded [B, S, E], mask [B, S] -> (outputs [B, S, D], summary [B, D])."""
+    x = nn.Dense(self.hidden_dim, name='input_projection')(embedded) * math.sqrt(self.hidden_dim)
+    x = x + sinusoidal_positions(x.shape[1], self.hidden_dim)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    for layer in range(self.num_layers):
+      x = TransformerEncoderLayer(self.num_heads, self.mlp_dim, self.dropout_rate, name=f'layer_{layer}')(
+          x, mask, train=train)
+    x = jnp.where(mask[..., None], nn.LayerNorm(name='final_norm')(x), 0.0)
+    count = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1)
+    return x, jnp.sum(x, axis=1) / count
+
+
+ENCODERS = ('gru', 'lstm', 'bigru', 'bilstm', 'transformer')
+
+
+def make_encoder(name: str, *, hidden_dim: int, num_layers: int, num_heads: int, mlp_dim: int,
+                 dropout_rate: float) -> nn.Module:
+  """An encoder by config name ('gru' | 'lstm' | 'bigru' | 'bilstm' | 'transformer')."""
+  if name == 'transformer':
+    return TransformerEncoder(hidden_dim=hidden_dim, num_layers=num_layers, num_heads=num_heads, mlp_dim=mlp_dim,
+                              dropout_rate=dropout_rate)
+  if name not in ENCODERS:
+    raise ValueError(f'Unknown encoder {name!r}. Valid encoders: {", ".join(ENCODERS)}.')
+  return RNNEncoder(cell_type=name.removeprefix('bi'), hidden_dim=hidden_dim, num_layers=num_layers,
+                    bidirectional=name.startswith('bi'), dropout_rate=dropout_rate)

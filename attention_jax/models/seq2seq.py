@@ -1,0 +1,140 @@
+"""The encoder-attention-decoder translation model.
+
+    model = build_model(config.model, source_vocab_size=V_s, target_vocab_size=V_t, max_source_length=S)
+    logits [B, T, V_t], weights [B, T, S] = model.apply({'params': p}, source [B, S], target_in [B, T],
+                                                        train=False)            # teacher forcing
+
+Step-by-step decoding (used by `attention_jax.decoding`):
+
+    memory = model.apply(v, source, method=Seq2Seq.encode)                  # encoder + key-side work, once
+    carry = model.apply(v, memory, method=Seq2Seq.initial_state)
+    carry, logits [B, V_t], weights [B, S] = model.apply(v, carry, prev_tokens [B], memory,
+                                                         method=Seq2Seq.decode_step)
+
+Token id 0 is padding (`pad_id`); masks come from it. Logits are float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.core import FrozenDict
+
+from attention_jax import scoring
+from attention_jax.models.decoders import DECODERS
+from attention_jax.models.decoders import Memory
+from attention_jax.models.encoders import ENCODERS
+from attention_jax.models.encoders import make_encoder
+
+Array = jax.Array
+
+
+class Seq2Seq(nn.Module):
+  """Embeddings -> encoder -> attention decoder -> vocabulary logits.
+
+  Attributes:
+    source_vocab_size, target_vocab_size: vocabulary sizes (id 0 = padding).
+    encoder: 'gru' | 'lstm' | 'bigru' | 'bilstm' | 'transformer'.
+    decoder: 'bahdanau' | 'luong' | 'none' (no-attention baseline).
+    decoder_cell: 'gru' | 'lstm'.
+    scorer, scorer_options, weighting: the attention (see attention_jax.scoring / weighting).
+    embed_dim: E, both embeddings.
+    hidden_dim: H, encoder per-direction size and decoder size (Transformer width).
+    encoder_layers: stacked encoder layers.
+    num_heads, mlp_dim: Transformer encoder only.
+    input_feeding: Luong only: feed h~_{t-1} into the next step.
+    dropout_rate: on embeddings, between encoder layers and before the output layer.
+    pad_id: padding token id.
+  """
+  source_vocab_size: int
+  target_vocab_size: int
+  encoder: str = 'bigru'
+  decoder: str = 'bahdanau'
+  decoder_cell: str = 'gru'
+  scorer: str = 'additive'
+  scorer_options: Mapping[str, Any] = FrozenDict()
+  weighting: str = 'softmax'
+  embed_dim: int = 64
+  hidden_dim: int = 128
+  encoder_layers: int = 1
+  num_heads: int = 4
+  mlp_dim: int = 256
+  input_feeding: bool = True
+  dropout_rate: float = 0.0
+  pad_id: int = 0
+
+  def setup(self):
+    self.source_embed = nn.Embed(self.source_vocab_size, self.embed_dim)
+    self.target_embed = nn.Embed(self.target_vocab_size, self.embed_dim)
+    self.source_encoder = make_encoder(self.encoder, hidden_dim=self.hidden_dim, num_layers=self.encoder_layers,
+                                       num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                                       dropout_rate=self.dropout_rate)
+    options = dict(vocab_size=self.target_vocab_size, hidden_dim=self.hidden_dim, cell_type=self.decoder_cell,
+                   scorer=self.scorer, weighting=self.weighting, scorer_options=self.scorer_options,
+                   dropout_rate=self.dropout_rate)
+    if self.decoder == 'luong':
+      options['input_feeding'] = self.input_feeding
+    self.cell = DECODERS[self.decoder](**options)
+    self.dropout = nn.Dropout(self.dropout_rate)
+
+  def encode(self, source: Array, *, train: bool = False) -> Memory:
+    """source [B, S] int -> Memory (encoder states, mask, summary and the scorer's key-side work)."""
+    mask = source != self.pad_id
+    embedded = self.dropout(self.source_embed(source), deterministic=not train)
+    encoded, summary = self.source_encoder(embedded, mask, train=train)
+    return self.cell.prepare_memory(encoded, mask, summary)
+
+  def initial_state(self, memory: Memory) -> dict[str, Array]:
+    """The decoder state before the first target token."""
+    return self.cell.initial_state(memory)
+
+  def decode_step(self, carry: dict, prev_tokens: Array, memory: Memory) -> tuple[dict, Array, Array]:
+    """One inference step: prev_tokens [B] -> (carry, logits [B, V_t] float32, weights [B, S])."""
+    carry, (logits, weights) = self.cell(carry, self.target_embed(prev_tokens), memory, train=False)
+    return carry, logits.astype(jnp.float32), weights
+
+  def __call__(self, source: Array, target_in: Array, *, train: bool = False) -> tuple[Array, Array]:
+    """Teacher forcing: source [B, S], target_in [B, T] -> (logits [B, T, V_t] float32, weights [B, T, S])."""
+    memory = self.encode(source, train=train)
+    embedded = self.dropout(self.target_embed(target_in), deterministic=not train)
+    logits, weights = self.cell.teacher_forced(self.initial_state(memory), embedded, memory, train=train)
+    return logits.astype(jnp.float32), weights
+
+
+MODEL_FIELDS = ('encoder', 'decoder', 'decoder_cell', 'scorer', 'scorer_options', 'weighting', 'embed_dim',
+                'hidden_dim', 'encoder_layers', 'num_heads', 'mlp_dim', 'input_feeding', 'dropout_rate')
+
+
+def build_model(model_config: Mapping[str, Any], *, source_vocab_size: int, target_vocab_size: int,
+                max_source_length: int) -> Seq2Seq:
+  """A Seq2Seq from a config.model (a ConfigDict or dict with the MODEL_FIELDS keys), validated.
+
+  The `location` scorer scores source positions, so it gets `max_source_length` automatically.
+
+  Raises:
+    ValueError: unknown field, encoder, decoder, cell or scorer (the message lists the valid choices).
+  """
+  config = dict(model_config.to_dict() if hasattr(model_config, 'to_dict') else model_config)
+  unknown = sorted(set(config) - set(MODEL_FIELDS))
+  if unknown:
+    raise ValueError(f'Unknown model config field(s) {unknown}. Valid fields: {", ".join(MODEL_FIELDS)}.')
+  if config.get('encoder', 'bigru') not in ENCODERS:
+    raise ValueError(f'Unknown encoder {config["encoder"]!r}. Valid encoders: {", ".join(ENCODERS)}.')
+  if config.get('decoder', 'bahdanau') not in DECODERS:
+    raise ValueError(f'Unknown decoder {config["decoder"]!r}. Valid decoders: {", ".join(DECODERS)}.')
+  if config.get('decoder_cell', 'gru') not in ('gru', 'lstm'):
+    raise ValueError(f'Unknown decoder_cell {config["decoder_cell"]!r}. Valid cells: gru, lstm.')
+  scorer = scoring.get(config.get('scorer', 'additive'))
+  options = dict(config.get('scorer_options') or {})
+  if scorer.name == 'location':
+    options.setdefault('max_source_length', int(max_source_length))
+  unknown_options = sorted(set(options) - set(scorer.options))
+  if unknown_options:
+    raise ValueError(f'Unknown option(s) {unknown_options} for scorer {scorer.name!r}. Valid options: '
+                     f'{", ".join(sorted(scorer.options)) or "none"}.')
+  config['scorer_options'] = FrozenDict(options)
+  return Seq2Seq(source_vocab_size=int(source_vocab_size), target_vocab_size=int(target_vocab_size), **config)

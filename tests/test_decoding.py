@@ -1,0 +1,98 @@
+"""Greedy and beam search: against a Python loop, exhaustive search, and teacher-forced attention."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attention_jax import decoding
+from attention_jax.models import Seq2Seq, build_model
+
+SOURCE = jnp.array([[5, 6, 4, 2, 0], [4, 3, 2, 0, 0], [6, 6, 6, 5, 2]], jnp.int32)
+
+
+def tiny_model(vocab, scorer='additive', decoder='bahdanau', eos_bias=0.0, seed=0):
+  model = build_model(dict(encoder='bigru', decoder=decoder, scorer=scorer, embed_dim=8, hidden_dim=8),
+                      source_vocab_size=7, target_vocab_size=vocab, max_source_length=5)
+  params = model.init(jax.random.key(seed), SOURCE, SOURCE[:, :2])['params']
+  # Sharper, seed-dependent output distributions; an EOS bias controls how long the best outputs are.
+  out = params['cell']['output']
+  out = {'kernel': out['kernel'] * 4.0, 'bias': out['bias'].at[decoding.EOS_ID].add(eos_bias)}
+  params = {**params, 'cell': {**params['cell'], 'output': out}}
+  return model, params
+
+
+def teacher_forced(model, params, source, tokens):
+  target_in = jnp.concatenate([jnp.full_like(tokens[:, :1], decoding.BOS_ID), tokens[:, :-1]], axis=1)
+  return model.apply({'params': params}, source, target_in)
+
+
+def test_greedy_equals_python_argmax_loop_and_reports_its_attention():
+  model, params = tiny_model(vocab=8, eos_bias=-1.0)
+  tokens, weights = decoding.greedy_decode(model, params, SOURCE, max_length=6)
+  variables = {'params': params}
+  memory = model.apply(variables, SOURCE, method=Seq2Seq.encode)
+  carry = model.apply(variables, memory, method=Seq2Seq.initial_state)
+  prev = np.full(3, decoding.BOS_ID)
+  done = np.zeros(3, bool)
+  for t in range(6):
+    carry, logits, w = model.apply(variables, carry, jnp.asarray(prev), memory, method=Seq2Seq.decode_step)
+    logits = np.asarray(logits).copy()
+    logits[:, [decoding.PAD_ID, decoding.BOS_ID]] = -np.inf
+    token = np.where(done, decoding.PAD_ID, logits.argmax(-1))
+    np.testing.assert_array_equal(tokens[:, t], token)
+    np.testing.assert_allclose(weights[:, t], np.where(done[:, None], 0.0, w), rtol=1e-5, atol=1e-6)
+    done |= token == decoding.EOS_ID
+    prev = token
+  # The reported weights are those of teacher forcing on the chosen output.
+  _, tf_weights = teacher_forced(model, params, SOURCE, tokens)
+  alive = np.cumsum(np.asarray(tokens) == decoding.EOS_ID, axis=1) - (np.asarray(tokens) == decoding.EOS_ID) == 0
+  np.testing.assert_allclose(np.where(alive[..., None], tf_weights, 0.0), weights, rtol=1e-5, atol=1e-6)
+
+
+def exhaustive_best(model, params, source, max_length, alpha, vocab):
+  """Scores every finished output (content tokens then EOS, at most max_length long) by log P / lp."""
+  content = [t for t in range(vocab) if t not in (decoding.PAD_ID, decoding.BOS_ID, decoding.EOS_ID)]
+  candidates = []
+  for length in range(max_length):
+    for body in itertools.product(content, repeat=length):
+      candidates.append(list(body) + [decoding.EOS_ID] + [decoding.PAD_ID] * (max_length - length - 1))
+  target = jnp.asarray(candidates, jnp.int32)
+  best = []
+  for b in range(source.shape[0]):
+    src = jnp.repeat(source[b:b + 1], len(candidates), axis=0)
+    log_p = np.asarray(decoding.sequence_log_prob(model, params, src, target))
+    lengths = np.asarray((target != decoding.PAD_ID).sum(1))
+    score = log_p / ((5.0 + lengths) / 6.0) ** alpha
+    best.append((candidates[int(np.argmax(score))], float(np.max(score))))
+  return best
+
+
+@pytest.mark.parametrize('alpha,eos_bias,seed', [(0.0, 0.0, 0), (0.6, -4.0, 1), (1.0, -8.0, 2)])
+def test_beam_search_with_a_wide_beam_finds_the_exhaustive_optimum(alpha, eos_bias, seed):
+  vocab, max_length = 5, 3          # content tokens {3, 4}: 2 + 4 + 8 ... few enough to enumerate
+  model, params = tiny_model(vocab, eos_bias=eos_bias, seed=seed)
+  tokens, weights = decoding.beam_search(model, params, SOURCE, max_length=max_length, beam_size=8,
+                                         length_penalty=alpha)
+  best = exhaustive_best(model, params, SOURCE, max_length, alpha, vocab)
+  for b, (want, _) in enumerate(best):
+    np.testing.assert_array_equal(tokens[b], want)
+  _, tf_weights = teacher_forced(model, params, SOURCE, tokens)
+  emitted = np.asarray(tokens) != decoding.PAD_ID
+  np.testing.assert_allclose(weights, np.where(emitted[..., None], tf_weights, 0.0), rtol=1e-5, atol=1e-6)
+  if alpha > 0:   # with a length penalty and an unlikely EOS, the optimum is longer than [EOS]
+    assert any(sum(t != decoding.PAD_ID for t in want) > 1 for want, _ in best)
+
+
+def test_beam_search_is_at_least_as_good_as_greedy_and_batch_independent():
+  model, params = tiny_model(vocab=9, scorer='general', decoder='luong', eos_bias=-1.0, seed=4)
+  beam, _ = decoding.beam_search(model, params, SOURCE, max_length=5, beam_size=4, length_penalty=0.0)
+  greedy, _ = decoding.greedy_decode(model, params, SOURCE, max_length=5)
+  finished = lambda tok: np.asarray((tok == decoding.EOS_ID).any(1))
+  score = lambda tok: np.asarray(decoding.sequence_log_prob(model, params, SOURCE, tok))
+  both = finished(beam) & finished(greedy)
+  assert np.all(score(beam)[both] >= score(greedy)[both] - 1e-5)
+  single, _ = decoding.beam_search(model, params, SOURCE[1:2], max_length=5, beam_size=4, length_penalty=0.0)
+  np.testing.assert_array_equal(single[0], beam[1])

@@ -1,0 +1,129 @@
+import itertools
+
+"""Encoder/decoder/scorer combinations at tiny shapes: step == teacher forcing, masking, padding, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attention_jax import scoring
+from attention_jax.models import ENCODERS, Seq2Seq, build_model
+
+V, S_LEN, T_LEN = 11, 6, 4
+SOURCE = jnp.array([[5, 6, 7, 8, 2, 0], [4, 9, 2, 0, 0, 0]], jnp.int32)
+TARGET_IN = jnp.array([[1, 5, 6, 7], [1, 4, 9, 0]], jnp.int32)
+
+
+def make(encoder='bigru', decoder='bahdanau', scorer='additive', **overrides):
+  config = dict(encoder=encoder, decoder=decoder, scorer=scorer, embed_dim=8, hidden_dim=8, num_heads=2, mlp_dim=16,
+                decoder_cell='lstm' if 'lstm' in encoder else 'gru', scorer_options={})
+  config.update(overrides)
+  return build_model(config, source_vocab_size=V, target_vocab_size=V, max_source_length=S_LEN)
+
+
+def stepwise(model, variables, source, target_in):
+  memory = model.apply(variables, source, method=Seq2Seq.encode)
+  carry = model.apply(variables, memory, method=Seq2Seq.initial_state)
+  logits, weights = [], []
+  for t in range(target_in.shape[1]):
+    carry, l_t, w_t = model.apply(variables, carry, target_in[:, t], memory, method=Seq2Seq.decode_step)
+    logits.append(l_t)
+    weights.append(w_t)
+  return jnp.stack(logits, 1), jnp.stack(weights, 1)
+
+
+# A covering set for the default suite: every scorer with both decoder styles (stepwise and the parallel Luong
+# path), every encoder, the no-attention baseline. The full product runs under `make test-slow`.
+COMBOS = sorted(
+    {('bigru', 'bahdanau', s, True) for s in scoring.names()}
+    | {('transformer', 'luong', s, False) for s in scoring.names()}
+    | {(e, 'bahdanau', 'additive', True) for e in ENCODERS}
+    | {('lstm', 'luong', 'general', True), ('gru', 'none', 'additive', True)})
+ALL_COMBOS = [c for c in itertools.product(ENCODERS, ('bahdanau', 'luong', 'none'), scoring.names(), (True, False))
+              if c not in COMBOS and (c[1] == 'luong' or c[3])]
+
+
+@pytest.mark.parametrize('encoder,decoder,scorer,input_feeding', COMBOS)
+def test_combination_trains_and_steps_like_teacher_forcing(encoder, decoder, scorer, input_feeding):
+  check_combination(encoder, decoder, scorer, input_feeding)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('encoder,decoder,scorer,input_feeding', ALL_COMBOS)
+def test_every_other_combination(encoder, decoder, scorer, input_feeding):
+  check_combination(encoder, decoder, scorer, input_feeding)
+
+
+def check_combination(encoder, decoder, scorer, input_feeding):
+  """Shapes, weights on real tokens summing to 1, stepwise == teacher forcing, finite useful gradients."""
+  model = make(encoder, decoder, scorer, input_feeding=input_feeding)
+  variables = model.init(jax.random.key(0), SOURCE, TARGET_IN)
+  logits, weights = model.apply(variables, SOURCE, TARGET_IN)
+  assert logits.shape == (2, T_LEN, V) and logits.dtype == jnp.float32
+  assert weights.shape == (2, T_LEN, S_LEN)
+  source_mask = np.asarray(SOURCE != 0)
+  w = np.asarray(weights)
+  if decoder == 'none':
+    np.testing.assert_array_equal(w, 0.0)
+  else:
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+    assert np.all(w[~np.broadcast_to(source_mask[:, None, :], w.shape)] == 0.0)
+  step_logits, step_weights = stepwise(model, variables, SOURCE, TARGET_IN)
+  np.testing.assert_allclose(step_logits, logits, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(step_weights, weights, rtol=1e-5, atol=1e-6)
+
+  def loss(params):
+    logits, _ = model.apply({'params': params}, SOURCE, TARGET_IN, train=True, rngs={'dropout': jax.random.key(1)})
+    return -jnp.mean(jax.nn.log_softmax(logits)[..., 3])
+
+  grads = jax.grad(loss)(variables['params'])
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  attention_grads = jax.tree.leaves(grads['cell'].get('attention', {}))
+  if attention_grads:   # parameterised scorers learn through the loss
+    assert any(np.abs(g).max() > 0 for g in attention_grads)
+
+
+@pytest.mark.parametrize('encoder,scorer', [('bigru', 'additive'), ('lstm', 'general'), ('transformer', 'dot')])
+def test_extra_source_padding_changes_nothing(encoder, scorer):
+  model = make(encoder, 'bahdanau', scorer)
+  variables = model.init(jax.random.key(0), SOURCE, TARGET_IN)
+  logits, weights = model.apply(variables, SOURCE, TARGET_IN)
+  padded = jnp.pad(SOURCE, ((0, 0), (0, 3)))
+  logits_p, weights_p = model.apply(variables, padded, TARGET_IN)
+  np.testing.assert_allclose(logits_p, logits, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(weights_p[..., :S_LEN], weights, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(weights_p[..., S_LEN:], 0.0)
+
+
+def test_examples_in_a_batch_are_independent():
+  model = make('bigru', 'luong', 'general')
+  variables = model.init(jax.random.key(0), SOURCE, TARGET_IN)
+  logits, _ = model.apply(variables, SOURCE, TARGET_IN)
+  logits_1, _ = model.apply(variables, SOURCE[1:], TARGET_IN[1:])
+  np.testing.assert_allclose(logits_1[0], logits[1], rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_only_in_training():
+  model = make('bigru', 'bahdanau', 'additive', dropout_rate=0.5)
+  variables = model.init(jax.random.key(0), SOURCE, TARGET_IN)
+  eval_a, _ = model.apply(variables, SOURCE, TARGET_IN)
+  eval_b, _ = model.apply(variables, SOURCE, TARGET_IN)
+  np.testing.assert_array_equal(eval_a, eval_b)
+  train, _ = model.apply(variables, SOURCE, TARGET_IN, train=True, rngs={'dropout': jax.random.key(3)})
+  assert not np.allclose(train, eval_a)
+
+
+def test_bad_model_configs_list_valid_choices():
+  with pytest.raises(ValueError, match='Unknown encoder .cnn.. Valid encoders: gru, lstm, bigru, bilstm, transformer'):
+    make(encoder='cnn')
+  with pytest.raises(ValueError, match='Unknown decoder .*Valid decoders: bahdanau, luong, none'):
+    make(decoder='attention')
+  with pytest.raises(ValueError, match='Unknown scorer .*Valid scorers'):
+    make(scorer='mlp')
+  with pytest.raises(ValueError, match=r"Unknown model config field\(s\) \['hiden_dim'\]"):
+    make(hiden_dim=3)
+  with pytest.raises(ValueError, match=r"Unknown option\(s\) \['units'\] for scorer 'additive'"):
+    make(scorer_options={'units': 3})
+  with pytest.raises(ValueError, match='Unknown decoder_cell'):
+    make(decoder_cell='rnn')
