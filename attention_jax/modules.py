@@ -97,6 +97,7 @@ class MultiHeadAttention(nn.Module):
     weighting: 'softmax' or 'sparsemax'.
     scorer_options: keyword options for `scoring.init`, per head.
     use_bias: biases in the q/k/v/output projections.
+    dtype: computation dtype of the projections (the weighting is float32 regardless).
   """
   num_heads: int
   scorer: str = 'scaled_dot'
@@ -105,6 +106,7 @@ class MultiHeadAttention(nn.Module):
   weighting: str = 'softmax'
   scorer_options: Mapping[str, Any] = FrozenDict()
   use_bias: bool = True
+  dtype: Any = jnp.float32
 
   def __post_init__(self):
     if scoring.get(self.scorer).state_names:
@@ -120,7 +122,8 @@ class MultiHeadAttention(nn.Module):
     if features % self.num_heads:
       raise ValueError(f'qkv_features={features} is not divisible by num_heads={self.num_heads}.')
     head_dim = features // self.num_heads
-    project = lambda name: nn.DenseGeneral((self.num_heads, head_dim), use_bias=self.use_bias, name=name)
+    project = lambda name: nn.DenseGeneral((self.num_heads, head_dim), use_bias=self.use_bias, dtype=self.dtype,
+                                           name=name)
     query_BTNH = project('query')(inputs_q)
     key_BSNH = project('key')(inputs_kv)
     value_BSNH = project('value')(inputs_kv)
@@ -133,6 +136,6 @@ class MultiHeadAttention(nn.Module):
     context_BTNH, weights_BNTS = attention.multi_head_attend(
         self.scorer, head_params, query_BTNH, key_BSNH, value_BSNH, mask, weighting=self.weighting)
     out = nn.DenseGeneral(self.out_features or inputs_q.shape[-1], axis=(-2, -1), use_bias=self.use_bias,
-                          name='out')(context_BTNH)
+                          dtype=self.dtype, name='out')(context_BTNH)
     return out, weights_BNTS
 

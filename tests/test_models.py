@@ -127,3 +127,21 @@ def test_bad_model_configs_list_valid_choices():
     make(scorer_options={'units': 3})
   with pytest.raises(ValueError, match='Unknown decoder_cell'):
     make(decoder_cell='rnn')
+
+
+@pytest.mark.parametrize('encoder,decoder,scorer', [('bigru', 'bahdanau', 'additive'), ('transformer', 'luong', 'dot')])
+def test_bfloat16_mixed_precision_keeps_float32_params_weights_and_logits(encoder, decoder, scorer):
+  model32, model16 = make(encoder, decoder, scorer), make(encoder, decoder, scorer, dtype='bfloat16')
+  variables = model32.init(jax.random.key(0), SOURCE, TARGET_IN)
+  shapes16 = jax.tree.map(lambda x: (x.shape, x.dtype), model16.init(jax.random.key(0), SOURCE, TARGET_IN))
+  assert shapes16 == jax.tree.map(lambda x: (x.shape, x.dtype), variables)     # float32 master weights
+  logits32, weights32 = model32.apply(variables, SOURCE, TARGET_IN)
+  logits16, weights16 = model16.apply(variables, SOURCE, TARGET_IN)
+  assert logits16.dtype == weights16.dtype == jnp.float32
+  np.testing.assert_allclose(logits16, logits32, atol=5e-2)
+  np.testing.assert_allclose(weights16, weights32, atol=1e-2)
+  assert not np.array_equal(logits16, logits32)          # it did compute in bfloat16
+  grads = jax.grad(lambda p: model16.apply({'params': p}, SOURCE, TARGET_IN)[0].sum())(variables['params'])
+  assert all(g.dtype == jnp.float32 and np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  with pytest.raises(ValueError, match='Unknown dtype .float16.. Valid dtypes: float32, bfloat16'):
+    make(dtype='float16')

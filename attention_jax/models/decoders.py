@@ -68,11 +68,12 @@ class _CellBase(nn.Module):
   weighting: str = 'softmax'
   scorer_options: Mapping[str, Any] = FrozenDict()
   dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
 
   def _setup_common(self):
-    self.rnn = rnn_cell(self.cell_type, self.hidden_dim)
-    self.bridge = nn.Dense(self.hidden_dim, name='bridge')
-    self.output = nn.Dense(self.vocab_size, name='output')
+    self.rnn = rnn_cell(self.cell_type, self.hidden_dim, dtype=self.dtype)
+    self.bridge = nn.Dense(self.hidden_dim, dtype=self.dtype, name='bridge')
+    self.output = nn.Dense(self.vocab_size, dtype=self.dtype, name='output')
     self.dropout = nn.Dropout(self.dropout_rate)
 
   @property
@@ -82,7 +83,7 @@ class _CellBase(nn.Module):
   def _setup_attention(self):
     self.attention = Attention(scorer=self.scorer, weighting=self.weighting, scorer_options=self.scorer_options)
     # Scorers that need d_q == d_k (dot, scaled_dot, cosine) see keys projected to the decoder's size.
-    self.key_projection = nn.Dense(self.hidden_dim, use_bias=False, name='key_projection')
+    self.key_projection = nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype, name='key_projection')
 
   def prepare_memory(self, encoded: Array, mask: Array, summary: Array) -> Memory:
     """encoded [B, S, D_enc], mask [B, S], summary [B, D_sum] -> Memory (key-side work done once)."""
@@ -94,7 +95,7 @@ class _CellBase(nn.Module):
 
   def initial_state(self, memory: Memory) -> dict[str, Array]:
     """Decoder state before the first step: h_0 = tanh(W summary), plus what the style carries."""
-    h0 = jnp.tanh(self.bridge(memory.summary))
+    h0 = jnp.tanh(self.bridge(memory.summary)).astype(self.dtype)
     rnn_carry = (jnp.zeros_like(h0), h0) if self.cell_type == 'lstm' else h0
     lengths = jnp.maximum(jnp.sum(memory.mask, axis=-1, keepdims=True), 1)
     return {
@@ -115,14 +116,14 @@ class BahdanauCell(_CellBase):
   def setup(self):
     self._setup_common()
     self._setup_attention()
-    self.readout = nn.Dense(self.hidden_dim, name='readout')
+    self.readout = nn.Dense(self.hidden_dim, dtype=self.dtype, name='readout')
 
   def __call__(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False):
     """carry, prev_embedded [B, E] -> carry, (logits [B, V], weights [B, S])."""
     context, weights = self._attend(cell_output(carry['rnn']), carry, memory)
     rnn_carry, state = self.rnn(carry['rnn'], jnp.concatenate([prev_embedded, context.astype(prev_embedded.dtype)],
                                                               -1))
-    readout = jnp.tanh(self.readout(jnp.concatenate([state, context, prev_embedded], -1)))
+    readout = jnp.tanh(self.readout(jnp.concatenate([state, context.astype(state.dtype), prev_embedded], -1)))
     logits = self.output(self.dropout(readout, deterministic=not train))
     carry = {**carry, 'rnn': rnn_carry, 'prev_weights': weights}
     return carry, (logits, weights)
@@ -140,7 +141,7 @@ class LuongCell(_CellBase):
   def setup(self):
     self._setup_common()
     self._setup_attention()
-    self.combine = nn.Dense(self.hidden_dim, use_bias=False, name='combine')
+    self.combine = nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype, name='combine')
 
   def _output(self, state: Array, context: Array, train: bool) -> tuple[Array, Array]:
     attentional = jnp.tanh(self.combine(jnp.concatenate([context.astype(state.dtype), state], -1)))
@@ -181,7 +182,7 @@ class PlainCell(_CellBase):
 
   def setup(self):
     self._setup_common()
-    self.readout = nn.Dense(self.hidden_dim, name='readout')
+    self.readout = nn.Dense(self.hidden_dim, dtype=self.dtype, name='readout')
 
   def prepare_memory(self, encoded: Array, mask: Array, summary: Array) -> Memory:
     return Memory(None, encoded, mask, summary)

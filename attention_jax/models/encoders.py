@@ -11,6 +11,7 @@ states are those of the last real token (forward) and the first token (backward 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -23,11 +24,16 @@ Array = jax.Array
 RNN_CELLS = {'gru': nn.GRUCell, 'lstm': nn.OptimizedLSTMCell}
 
 
-def rnn_cell(cell_type: str, features: int, name: str | None = None) -> nn.RNNCellBase:
-  """A GRU or LSTM cell by name ('gru' | 'lstm'); the error lists the valid names."""
+def rnn_cell(cell_type: str, features: int, name: str | None = None, dtype: Any = jnp.float32) -> nn.RNNCellBase:
+  """A GRU or LSTM cell by name ('gru' | 'lstm') computing in `dtype` (params float32); errors list valid names."""
   if cell_type not in RNN_CELLS:
     raise ValueError(f'Unknown RNN cell {cell_type!r}. Valid cells: {", ".join(sorted(RNN_CELLS))}.')
-  return RNN_CELLS[cell_type](features=features, name=name)
+  return RNN_CELLS[cell_type](features=features, name=name, dtype=dtype, carry_init=_zeros_like_dtype(dtype))
+
+
+def _zeros_like_dtype(dtype):
+  """A carry initialiser in the computation dtype, so scans keep one carry type in mixed precision."""
+  return lambda rng, shape, _dtype=None: jnp.zeros(shape, dtype)
 
 
 def cell_output(carry) -> Array:
@@ -44,12 +50,14 @@ class RNNEncoder(nn.Module):
     num_layers: stacked layers.
     bidirectional: if True D_enc = 2H, else H.
     dropout_rate: dropout between layers.
+    dtype: computation dtype (parameters stay float32).
   """
   cell_type: str = 'gru'
   hidden_dim: int = 128
   num_layers: int = 1
   bidirectional: bool = True
   dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, embedded: Array, mask: Array, *, train: bool = False) -> tuple[Array, Array]:
@@ -60,9 +68,9 @@ class RNNEncoder(nn.Module):
     for layer in range(self.num_layers):
       if layer:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      forward = nn.RNN(rnn_cell(self.cell_type, self.hidden_dim), return_carry=True, name=f'forward_{layer}')
+      forward = nn.RNN(rnn_cell(self.cell_type, self.hidden_dim, dtype=self.dtype), return_carry=True, name=f'forward_{layer}')
       if self.bidirectional:
-        backward = nn.RNN(rnn_cell(self.cell_type, self.hidden_dim), return_carry=True, reverse=True,
+        backward = nn.RNN(rnn_cell(self.cell_type, self.hidden_dim, dtype=self.dtype), return_carry=True, reverse=True,
                           keep_order=True, name=f'backward_{layer}')
         (carry_f, carry_b), x = nn.Bidirectional(forward, backward, return_carry=True, name=f'layer_{layer}')(
             x, seq_lengths=lengths)
@@ -89,15 +97,16 @@ class TransformerEncoderLayer(nn.Module):
   mlp_dim: int
   dropout_rate: float = 0.0
   scorer: str = 'scaled_dot'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, mask: Array, *, train: bool) -> Array:
     """x [B, S, D], mask [B, S] -> [B, S, D]."""
-    h = nn.LayerNorm()(x)
-    h, _ = MultiHeadAttention(num_heads=self.num_heads, scorer=self.scorer)(h, h, mask)
+    h = nn.LayerNorm(dtype=self.dtype)(x)
+    h, _ = MultiHeadAttention(num_heads=self.num_heads, scorer=self.scorer, dtype=self.dtype)(h, h, mask)
     x = x + nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-    h = nn.LayerNorm()(x)
-    h = nn.Dense(x.shape[-1])(nn.gelu(nn.Dense(self.mlp_dim)(h)))
+    h = nn.LayerNorm(dtype=self.dtype)(x)
+    h = nn.Dense(x.shape[-1], dtype=self.dtype)(nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype)(h)))
     return x + nn.Dropout(self.dropout_rate, deterministic=not train)(h)
 
 
@@ -113,31 +122,32 @@ class TransformerEncoder(nn.Module):
   num_heads: int = 4
   mlp_dim: int = 256
   dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, embedded: Array, mask: Array, *, train: bool = False) -> tuple[Array, Array]:
     """embedded [B, S, E], mask [B, S] -> (outputs [B, S, D], summary [B, D])."""
-    x = nn.Dense(self.hidden_dim, name='input_projection')(embedded) * math.sqrt(self.hidden_dim)
-    x = x + sinusoidal_positions(x.shape[1], self.hidden_dim)
+    x = nn.Dense(self.hidden_dim, dtype=self.dtype, name='input_projection')(embedded) * math.sqrt(self.hidden_dim)
+    x = x + sinusoidal_positions(x.shape[1], self.hidden_dim).astype(x.dtype)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     for layer in range(self.num_layers):
-      x = TransformerEncoderLayer(self.num_heads, self.mlp_dim, self.dropout_rate, name=f'layer_{layer}')(
+      x = TransformerEncoderLayer(self.num_heads, self.mlp_dim, self.dropout_rate, dtype=self.dtype, name=f'layer_{layer}')(
           x, mask, train=train)
-    x = jnp.where(mask[..., None], nn.LayerNorm(name='final_norm')(x), 0.0)
+    x = jnp.where(mask[..., None], nn.LayerNorm(dtype=self.dtype, name='final_norm')(x), 0.0)
     count = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1)
-    return x, jnp.sum(x, axis=1) / count
+    return x, (jnp.sum(x, axis=1) / count).astype(x.dtype)
 
 
 ENCODERS = ('gru', 'lstm', 'bigru', 'bilstm', 'transformer')
 
 
 def make_encoder(name: str, *, hidden_dim: int, num_layers: int, num_heads: int, mlp_dim: int,
-                 dropout_rate: float) -> nn.Module:
+                 dropout_rate: float, dtype: Any = jnp.float32) -> nn.Module:
   """An encoder by config name ('gru' | 'lstm' | 'bigru' | 'bilstm' | 'transformer')."""
   if name == 'transformer':
     return TransformerEncoder(hidden_dim=hidden_dim, num_layers=num_layers, num_heads=num_heads, mlp_dim=mlp_dim,
-                              dropout_rate=dropout_rate)
+                              dropout_rate=dropout_rate, dtype=dtype)
   if name not in ENCODERS:
     raise ValueError(f'Unknown encoder {name!r}. Valid encoders: {", ".join(ENCODERS)}.')
   return RNNEncoder(cell_type=name.removeprefix('bi'), hidden_dim=hidden_dim, num_layers=num_layers,
-                    bidirectional=name.startswith('bi'), dropout_rate=dropout_rate)
+                    bidirectional=name.startswith('bi'), dropout_rate=dropout_rate, dtype=dtype)

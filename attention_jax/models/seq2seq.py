@@ -49,6 +49,8 @@ class Seq2Seq(nn.Module):
     input_feeding: Luong only: feed h~_{t-1} into the next step.
     dropout_rate: on embeddings, between encoder layers and before the output layer.
     pad_id: padding token id.
+    dtype: computation dtype ('float32' or 'bfloat16' mixed precision: parameters, attention weights and
+      logits stay float32).
   """
   source_vocab_size: int
   target_vocab_size: int
@@ -66,16 +68,17 @@ class Seq2Seq(nn.Module):
   input_feeding: bool = True
   dropout_rate: float = 0.0
   pad_id: int = 0
+  dtype: Any = jnp.float32
 
   def setup(self):
-    self.source_embed = nn.Embed(self.source_vocab_size, self.embed_dim)
-    self.target_embed = nn.Embed(self.target_vocab_size, self.embed_dim)
+    self.source_embed = nn.Embed(self.source_vocab_size, self.embed_dim, dtype=self.dtype)
+    self.target_embed = nn.Embed(self.target_vocab_size, self.embed_dim, dtype=self.dtype)
     self.source_encoder = make_encoder(self.encoder, hidden_dim=self.hidden_dim, num_layers=self.encoder_layers,
                                        num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-                                       dropout_rate=self.dropout_rate)
+                                       dropout_rate=self.dropout_rate, dtype=self.dtype)
     options = dict(vocab_size=self.target_vocab_size, hidden_dim=self.hidden_dim, cell_type=self.decoder_cell,
                    scorer=self.scorer, weighting=self.weighting, scorer_options=self.scorer_options,
-                   dropout_rate=self.dropout_rate)
+                   dropout_rate=self.dropout_rate, dtype=self.dtype)
     if self.decoder == 'luong':
       options['input_feeding'] = self.input_feeding
     self.cell = DECODERS[self.decoder](**options)
@@ -106,7 +109,7 @@ class Seq2Seq(nn.Module):
 
 
 MODEL_FIELDS = ('encoder', 'decoder', 'decoder_cell', 'scorer', 'scorer_options', 'weighting', 'embed_dim',
-                'hidden_dim', 'encoder_layers', 'num_heads', 'mlp_dim', 'input_feeding', 'dropout_rate')
+                'hidden_dim', 'encoder_layers', 'num_heads', 'mlp_dim', 'input_feeding', 'dropout_rate', 'dtype')
 
 
 def build_model(model_config: Mapping[str, Any], *, source_vocab_size: int, target_vocab_size: int,
@@ -137,4 +140,8 @@ def build_model(model_config: Mapping[str, Any], *, source_vocab_size: int, targ
     raise ValueError(f'Unknown option(s) {unknown_options} for scorer {scorer.name!r}. Valid options: '
                      f'{", ".join(sorted(scorer.options)) or "none"}.')
   config['scorer_options'] = FrozenDict(options)
+  dtypes = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+  if config.get('dtype', 'float32') not in dtypes:
+    raise ValueError(f'Unknown dtype {config["dtype"]!r}. Valid dtypes: {", ".join(dtypes)}.')
+  config['dtype'] = dtypes[config.get('dtype', 'float32')]
   return Seq2Seq(source_vocab_size=int(source_vocab_size), target_vocab_size=int(target_vocab_size), **config)
