@@ -1,4 +1,7 @@
-"""Greedy and beam-search decoding for `attention_jax.models.Seq2Seq`, jit-compiled, returning attention.
+"""Greedy and beam-search decoding for `attention_jax.models` sequence models, jit-compiled, with attention.
+
+Works with any Flax model that has `encode(source)`, `initial_state(memory)` and
+`decode_step(carry, prev_tokens, memory) -> (carry, logits, weights)`: Seq2Seq and ImageToSequence.
 
     tokens [B, T], weights [B, T, S] = greedy_decode(model, params, source [B, S], max_length=T)
     tokens [B, T], weights [B, T, S] = beam_search(model, params, source, max_length=T, beam_size=4,
@@ -13,10 +16,10 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from attention_jax.models.seq2seq import Seq2Seq
 
 Array = jax.Array
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -29,20 +32,21 @@ def _log_probs(logits: Array) -> Array:
   return log_probs.at[..., PAD_ID].set(_NEG_INF).at[..., BOS_ID].set(_NEG_INF)
 
 
-def _start(model: Seq2Seq, params, source: Array):
+def _start(model: nn.Module, params, source: Array):
   variables = {'params': params}
-  memory = model.apply(variables, source, method=Seq2Seq.encode)
-  carry = model.apply(variables, memory, method=Seq2Seq.initial_state)
-  step = functools.partial(model.apply, variables, method=Seq2Seq.decode_step)
+  # Methods by name, so any model with encode / initial_state / decode_step decodes (e.g. ImageToSequence).
+  memory = model.apply(variables, source, method='encode')
+  carry = model.apply(variables, memory, method='initial_state')
+  step = functools.partial(model.apply, variables, method='decode_step')
   return memory, carry, step
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'max_length'))
-def greedy_decode(model: Seq2Seq, params, source: Array, max_length: int) -> tuple[Array, Array]:
+def greedy_decode(model: nn.Module, params, source: Array, max_length: int) -> tuple[Array, Array]:
   """Picks the most likely token at every step.
 
   Args:
-    model: the Seq2Seq module (static).
+    model: the model (static; a hashable Flax module).
     params: its parameters.
     source: [B, S] int32, PAD-padded.
     max_length: T, the number of output positions.
@@ -72,7 +76,7 @@ def length_penalty_factor(length: Array, alpha: float) -> Array:
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'max_length', 'beam_size'))
-def beam_search(model: Seq2Seq, params, source: Array, max_length: int, beam_size: int = 4,
+def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_size: int = 4,
                 length_penalty: float = 0.6) -> tuple[Array, Array]:
   """Batched beam search with a GNMT length penalty.
 
@@ -82,7 +86,7 @@ def beam_search(model: Seq2Seq, params, source: Array, max_length: int, beam_siz
   one if none finished within max_length.
 
   Args:
-    model: the Seq2Seq module (static).
+    model: the model (static; a hashable Flax module).
     params: its parameters.
     source: [B, S] int32, PAD-padded.
     max_length: T, output positions.
@@ -157,7 +161,7 @@ def beam_search(model: Seq2Seq, params, source: Array, max_length: int, beam_siz
   return pick(finished['tokens'], alive['tokens']), pick(finished['weights'], alive['weights'])
 
 
-def sequence_log_prob(model: Seq2Seq, params, source: Array, target_out: Array) -> Array:
+def sequence_log_prob(model: nn.Module, params, source: Array, target_out: Array) -> Array:
   """log P(target | source) under teacher forcing with PAD/BOS forbidden as in decoding.
 
   Args:
