@@ -1,0 +1,45 @@
+"""Where metrics go: a JSONL file in the workdir (one object per event) and TensorBoard event files
+(tensorboardX, no TensorFlow needed). Only process 0 writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+
+
+class MetricsWriter:
+  """Appends {'step', 'split', 'time', **metrics} to workdir/metrics.jsonl and scalars to workdir/tensorboard."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self._enabled = jax.process_index() == 0
+    self._tensorboard = None
+    if self._enabled:
+      from tensorboardX import SummaryWriter   # imported lazily: only process 0 writes events
+      self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
+    if not self._enabled:
+      return
+    record = {'step': int(step), 'split': split, 'time': time.time(), **{k: float(v) for k, v in metrics.items()}}
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    for key, value in metrics.items():
+      self._tensorboard.add_scalar(f'{split}/{key}', float(value), int(step))
+    self._tensorboard.flush()
+
+  def close(self) -> None:
+    if self._tensorboard is not None:
+      self._tensorboard.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """All records of workdir/metrics.jsonl."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,134 @@
+"""Running the pure steps on one device or many: 'sharded' (default), 'pmap' or 'single'.
+
+  sharded  jit with NamedSharding over a 1-D 'data' mesh of every device (all processes): parameters and
+           optimiser state replicated, batches split along the batch axis. XLA inserts the collectives;
+           the step sees the global batch, so its numbers equal the single-device step's.
+  pmap     jax.pmap over the local devices with axis 'batch'; the step psums gradients and counts
+           (see steps.train_step). State is replicated with a leading device axis.
+  single   plain jit on the default device.
+
+Every mode takes the PER-PROCESS batch as numpy arrays (`batch_size // process_count` rows) and
+returns host-fetchable metrics without a device axis.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import flax.jax_utils
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from attention_jax.training import steps
+
+PARALLEL_MODES = ('sharded', 'pmap', 'single')
+PMAP_AXIS = 'batch'
+
+
+def check_mode(mode: str) -> None:
+  if mode not in PARALLEL_MODES:
+    raise ValueError(f'Unknown parallel mode {mode!r}. Valid modes: {", ".join(PARALLEL_MODES)}.')
+
+
+def check_batch_size(mode: str, global_batch_size: int) -> None:
+  """The global batch must split evenly over processes and devices."""
+  check_mode(mode)
+  devices = {'sharded': jax.device_count(), 'pmap': jax.device_count(), 'single': jax.process_count()}[mode]
+  if global_batch_size % devices:
+    raise ValueError(f'train.batch_size={global_batch_size} is not divisible by the {devices} devices used by '
+                     f'parallel={mode!r}; use a multiple of {devices}.')
+
+
+def make_mesh() -> Mesh:
+  """A 1-D mesh named 'data' over every device of every process."""
+  return Mesh(np.asarray(jax.devices()), ('data',))
+
+
+class Runner:
+  """Holds the compiled steps and the placement rules of one parallel mode.
+
+  Attributes:
+    mode: 'sharded' | 'pmap' | 'single'.
+  """
+
+  def __init__(self, mode: str, model, *, label_smoothing: float = 0.0):
+    check_mode(mode)
+    self.mode = mode
+    train = functools.partial(steps.train_step, model=model, label_smoothing=label_smoothing)
+    evaluate = functools.partial(steps.eval_step, model=model)
+    if mode == 'sharded':
+      self.mesh = make_mesh()
+      self._replicated = NamedSharding(self.mesh, PartitionSpec())
+      self._batch_sharding = NamedSharding(self.mesh, PartitionSpec('data'))
+      self._train = jax.jit(train, donate_argnums=0)
+      self._eval = jax.jit(evaluate)
+    elif mode == 'pmap':
+      self._train = jax.pmap(functools.partial(train, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS, donate_argnums=0)
+      self._eval = jax.pmap(functools.partial(evaluate, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS)
+    else:
+      self._train = jax.jit(train, donate_argnums=0)
+      self._eval = jax.jit(evaluate)
+
+  # ---- placement ----------------------------------------------------------------------------------------
+
+  def put_state(self, state: steps.TrainState) -> steps.TrainState:
+    """A host/single-device state -> this mode's placement (replicated)."""
+    if self.mode == 'sharded':
+      return jax.device_put(state, self._replicated)
+    if self.mode == 'pmap':
+      return flax.jax_utils.replicate(state)
+    return jax.device_put(state)
+
+  def get_state(self, state: steps.TrainState) -> steps.TrainState:
+    """The state without a device axis (for checkpointing and decoding)."""
+    if self.mode == 'pmap':
+      return flax.jax_utils.unreplicate(state)
+    return state
+
+  def put_batch(self, batch: dict[str, np.ndarray]) -> dict:
+    """This process's numpy batch -> device arrays of the global batch."""
+    if self.mode == 'sharded':
+      return {k: jax.make_array_from_process_local_data(self._batch_sharding, v) for k, v in batch.items()}
+    if self.mode == 'pmap':
+      n = jax.local_device_count()
+      return {k: v.reshape(n, v.shape[0] // n, *v.shape[1:]) for k, v in batch.items()}
+    return jax.device_put(batch)
+
+  # ---- steps --------------------------------------------------------------------------------------------
+
+  def train_step(self, state, batch: dict[str, np.ndarray]):
+    """-> (state, metrics as device arrays without a device axis)."""
+    state, metrics = self._train(state, self.put_batch(batch))
+    if self.mode == 'pmap':
+      metrics = jax.tree.map(lambda x: x[0], metrics)
+    return state, metrics
+
+  def eval_step(self, state, batch: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
+    """-> (metric sums on host, this process's attention weights [B_local, T, S] on host)."""
+    metrics, attention = self._eval(state, self.put_batch(batch))
+    if self.mode == 'pmap':
+      metrics = jax.tree.map(lambda x: x[0], metrics)
+      attention = np.asarray(attention).reshape(-1, *attention.shape[2:])
+    elif self.mode == 'sharded':
+      attention = np.concatenate([np.asarray(s.data) for s in sorted(
+          attention.addressable_shards, key=lambda s: s.index[0].start or 0)], axis=0) \
+          if jax.process_count() > 1 else np.asarray(attention)
+    return jax.device_get(metrics), np.asarray(attention)
+
+
+def sum_metrics(accumulated: dict | None, metrics: dict) -> dict:
+  """Adds step metrics (device arrays, no sync); nonfinite_step keeps the minimum."""
+  if accumulated is None:
+    return dict(metrics)
+  out = {}
+  for k, v in metrics.items():
+    if k == 'nonfinite_step':
+      out[k] = jnp.minimum(accumulated[k], v)
+    elif k == 'grad_norm':
+      out[k] = v                                          # the latest, for logging
+    else:
+      out[k] = accumulated[k] + v
+  return out

@@ -1,0 +1,37 @@
+"""One process of a 2-process run on 127.0.0.1 (see tests/test_training_loop.py). Trains the tiny config in
+'sharded' mode with each process feeding its own half of every batch, then prints a checksum of the params."""
+
+import sys
+
+import jax
+import numpy as np
+
+from attention_jax.training.loop import train_and_evaluate
+from configs import test_tiny
+
+
+def main(port: str, process_id: str, workdir: str, data_dir: str, mode: str):
+  config = test_tiny.get_config()
+  config.data.data_dir = data_dir
+  config.train.parallel = mode
+  config.train.num_steps = 8
+  config.train.eval_every = 8
+  config.train.checkpoint_every = 4
+  config.eval.num_heatmaps = 0
+  config.distributed.coordinator_address = f'127.0.0.1:{port}'
+  config.distributed.num_processes = 2
+  config.distributed.process_id = int(process_id)
+  results = train_and_evaluate(config, workdir)
+  from attention_jax.training import checkpointing
+  from attention_jax.training.loop import build_experiment, initial_state
+  task, model = build_experiment(config)
+  state = initial_state(config, task, model)
+  restored = checkpointing.Checkpoints(workdir, best_metric=None).restore_latest(checkpointing.abstract_like(state))
+  params = jax.device_get(restored[0].params)
+  checksum = sum(float(np.sum(np.abs(x))) for x in jax.tree.leaves(params))
+  print(f'PROCESS {jax.process_index()} OF {jax.process_count()} STEP {int(restored[0].step)} '
+        f'CHECKSUM {checksum:.6f} LOSS {results["loss"]:.6f}', flush=True)
+
+
+if __name__ == '__main__':
+  main(*sys.argv[1:])
