@@ -76,7 +76,7 @@ def restore_for_inference(workdir: str, abstract_state, which: str = 'best'):
   for name in ((which, 'checkpoints') if which == 'best' else (which,)):
     directory = os.path.join(workdir, name)
     if os.path.isdir(directory):
-      manager = ocp.CheckpointManager(os.path.abspath(directory), options=ocp.CheckpointManagerOptions(read_only=True))
+      manager = ocp.CheckpointManager(os.path.abspath(directory), options=ocp.CheckpointManagerOptions(read_only=True, create=False))
       step = manager.latest_step()
       if step is not None:
         return _restore(manager, step, abstract_state)[0]

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import sacrebleu
 import tqdm
+from jax.experimental import multihost_utils
 
 from attention_jax import decoding
 from attention_jax import visualization
@@ -37,7 +38,11 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def build_experiment(config):
-  """(task, model) for a config."""
+  """(task, model) for a config. With several processes, process 0 builds the dataset while the others wait."""
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      translation_data.make_task(config.data)
+    multihost_utils.sync_global_devices('dataset built')
   task = translation_data.make_task(config.data)
   model = build_model(config.model, source_vocab_size=task.source_vocab.vocab_size,
                       target_vocab_size=task.target_vocab.vocab_size, max_source_length=task.max_source_length)

@@ -85,7 +85,8 @@ class Runner:
   def get_state(self, state: steps.TrainState) -> steps.TrainState:
     """The state without a device axis (for checkpointing and decoding)."""
     if self.mode == 'pmap':
-      return flax.jax_utils.unreplicate(state)
+      # Host numpy copies: pmap's per-device arrays are process-local, which orbax cannot save multi-host.
+      return jax.device_get(flax.jax_utils.unreplicate(state))
     return state
 
   def put_batch(self, batch: dict[str, np.ndarray]) -> dict:
