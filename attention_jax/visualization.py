@@ -45,3 +45,69 @@ def plot_attention(weights: np.ndarray, source_tokens: Sequence[str], target_tok
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
+
+
+def word_attention_html(rows: Sequence[tuple[Sequence[str], np.ndarray, str]], path: str) -> str:
+  """An HTML page with one line per sentence, each word shaded by its attention weight.
+
+  Args:
+    rows: (words, weights [len(words)], caption) per sentence.
+    path: the .html file to write.
+  """
+  import html
+  parts = ['<!doctype html><meta charset="utf-8"><title>attention</title>',
+           '<style>body{font-family:sans-serif} p{line-height:2} span{padding:2px 3px;border-radius:3px}</style>']
+  for words, weights, caption in rows:
+    weights = np.asarray(weights, np.float32)
+    top = max(float(weights.max()), 1e-9)
+    spans = ''.join(f'<span title="{w:.3f}" style="background:rgba(255,80,0,{w / top:.2f})">{html.escape(word)}</span> '
+                    for word, w in zip(words, weights))
+    parts.append(f'<p><b>{html.escape(caption)}</b><br>{spans}</p>')
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'w') as f:
+    f.write('\n'.join(parts))
+  return path
+
+
+def plot_word_attention(rows: Sequence[tuple[Sequence[str], np.ndarray, str]], path: str) -> str:
+  """A PNG with one horizontal strip per sentence: the words, shaded by attention weight."""
+  fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.6 * len(rows) + 0.4), squeeze=False)
+  for ax, (words, weights, caption) in zip(axes[:, 0], rows):
+    weights = np.asarray(weights, np.float32)[None, : len(words)]
+    ax.imshow(weights, cmap='Oranges', vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect='auto')
+    ax.set_xticks(range(len(words)), words, fontsize=7, rotation=45, ha='right')
+    ax.set_yticks([])
+    ax.set_title(caption, fontsize=8, loc='left')
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def plot_image_attention(image: np.ndarray, weights: np.ndarray, grid: tuple[int, int], labels: Sequence[str],
+                         path: str, title: str | None = None) -> str:
+  """Overlays each output step's spatial attention on the image: one panel per emitted token.
+
+  Args:
+    image: [H, W] or [H, W, 1] in [0, 1].
+    weights: [T, h * w] attention over the feature grid.
+    grid: (h, w) of the feature grid.
+    labels: one caption per panel (len <= T).
+  """
+  image = np.asarray(image, np.float32).squeeze()
+  height, width = image.shape
+  fig, axes = plt.subplots(len(labels), 1, figsize=(0.12 * width + 1, 0.9 * len(labels) + 0.5), squeeze=False)
+  for ax, label, w in zip(axes[:, 0], labels, np.asarray(weights)):
+    ax.imshow(image, cmap='gray_r', extent=(0, width, height, 0))
+    ax.imshow(w.reshape(grid), cmap='jet', alpha=0.5, extent=(0, width, height, 0), interpolation='bilinear')
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_ylabel(label, rotation=0, labelpad=12, fontsize=9)
+  if title:
+    axes[0, 0].set_title(title, fontsize=9)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
