@@ -25,17 +25,19 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from attention_jax.data import messages
 from attention_jax.data import synthetic
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 SPECIALS = ('<pad>', '<s>', '</s>', '<unk>')
-DATASETS = synthetic.TASKS
+MESSAGE_DATASETS = tuple(f'messages_en_{language}' for language in messages.LANGUAGES)
+DATASETS = synthetic.TASKS + MESSAGE_DATASETS
 
 
 def default_data_config(name: str = 'date') -> ml_collections.ConfigDict:
   """The data fields every translation config has (see each field's comment)."""
   config = ml_collections.ConfigDict()
-  config.name = name                  # one of: copy, reverse, sort, date
+  config.name = name                  # copy | reverse | sort | date | messages_en_fr | messages_en_de | messages_en_es
   config.data_dir = 'data'            # built datasets and vocabularies are cached here
   config.num_train = 20000            # synthetic tasks: training examples
   config.num_eval = 1000              # synthetic tasks: validation / test / test_long examples each
@@ -45,6 +47,7 @@ def default_data_config(name: str = 'date') -> ml_collections.ConfigDict:
   config.seed = 0                     # generation seed (the data, not the training order)
   config.max_source_length = 0        # S incl. EOS; 0 = derive from the task
   config.max_target_length = 0        # T incl. EOS; 0 = derive from the task
+  config.vocab_size = 4000            # real corpora: SentencePiece vocabulary (shared by source and target)
   return config
 
 
@@ -95,6 +98,68 @@ class CharVocabulary:
     if data.get('type') != 'char':
       raise ValueError(f'Not a character vocabulary: {data.get("type")!r}.')
     return cls(data['characters'])
+
+
+class SentencePieceVocabulary:
+  """A SentencePiece (unigram) model with ids 0-3 = PAD, BOS, EOS, UNK, trained on the training split."""
+
+  def __init__(self, model_proto: bytes):
+    import sentencepiece   # only real corpora need it
+    self._proto = model_proto
+    self._processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+
+  @classmethod
+  def train(cls, texts, vocab_size: int, path: str) -> 'SentencePieceVocabulary':
+    """Trains deterministically (one thread, fixed input order) and caches the model at `path`."""
+    import io
+    import sentencepiece
+    if not os.path.exists(path):
+      model = io.BytesIO()
+      sentencepiece.SentencePieceTrainer.train(
+          sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type='unigram',
+          pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID, character_coverage=1.0, num_threads=1,
+          hard_vocab_limit=False, minloglevel=2, shuffle_input_sentence=False)
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      with open(path + '.tmp', 'wb') as f:
+        f.write(model.getvalue())
+      os.replace(path + '.tmp', path)
+    with open(path, 'rb') as f:
+      return cls(f.read())
+
+  @property
+  def vocab_size(self) -> int:
+    return self._processor.get_piece_size()
+
+  def encode(self, text: str) -> list[int]:
+    return self._processor.encode(text)
+
+  def decode(self, ids: Sequence[int]) -> str:
+    ids = np.asarray(ids).tolist()
+    if EOS_ID in ids:
+      ids = ids[: ids.index(EOS_ID)]
+    return self._processor.decode([i for i in ids if i > UNK_ID or i == UNK_ID])
+
+  def tokens(self, ids: Sequence[int]) -> list[str]:
+    labels = []
+    for i in np.asarray(ids).tolist():
+      if i == PAD_ID:
+        break
+      labels.append(SPECIALS[i] if i < len(SPECIALS) else self._processor.id_to_piece(i))
+      if i == EOS_ID:
+        break
+    return labels
+
+  def to_json(self) -> dict:
+    import base64
+    return {'type': 'sentencepiece', 'model': base64.b64encode(self._proto).decode('ascii')}
+
+
+def vocabulary_from_json(data: dict):
+  """A CharVocabulary or SentencePieceVocabulary from its to_json() form."""
+  if data.get('type') == 'sentencepiece':
+    import base64
+    return SentencePieceVocabulary(base64.b64decode(data['model']))
+  return CharVocabulary.from_json(data)
 
 
 class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
@@ -238,7 +303,7 @@ def load_vocabularies(directory: str) -> tuple[CharVocabulary, CharVocabulary, i
   """(source vocab, target vocab, S, T) saved by TranslationTask.save_vocabularies."""
   with open(os.path.join(directory, 'vocab.json')) as f:
     data = json.load(f)
-  return (CharVocabulary.from_json(data['source']), CharVocabulary.from_json(data['target']),
+  return (vocabulary_from_json(data['source']), vocabulary_from_json(data['target']),
           data['max_source_length'], data['max_target_length'])
 
 
@@ -255,6 +320,8 @@ def make_task(data_config) -> TranslationTask:
   name = data_config.name
   if name not in DATASETS:
     raise ValueError(f'Unknown dataset {name!r}. Valid datasets: {", ".join(DATASETS)}.')
+  if name in MESSAGE_DATASETS:
+    return _message_task(data_config)
   options = dict(task=name, num_train=int(data_config.num_train), num_eval=int(data_config.num_eval),
                  seed=int(data_config.seed), min_length=int(data_config.min_length),
                  max_length=int(data_config.max_length), alphabet_size=int(data_config.alphabet_size))
@@ -270,3 +337,24 @@ def make_task(data_config) -> TranslationTask:
   return TranslationTask(name, builder.as_data_source(), vocab, vocab,
                          int(data_config.max_source_length) or default_s,
                          int(data_config.max_target_length) or default_t, has_alignments=True)
+
+
+def _message_task(data_config) -> TranslationTask:
+  language = data_config.name.rsplit('_', 1)[1]
+  data_dir = os.path.expanduser(data_config.data_dir)
+  builder = messages.builder(language, data_dir)
+  if not builder.is_prepared():
+    raise FileNotFoundError(f'The {data_config.name} dataset is not prepared in {data_dir}. Run: '
+                            f'{messages.PREPARE_COMMAND.format(language=language)} --data_dir={data_dir}')
+  sources = builder.as_data_source()
+  train = sources['train']
+
+  def texts():
+    for i in range(len(train)):
+      yield _text(train[i]['source'])
+      yield _text(train[i]['target'])
+
+  vocab = SentencePieceVocabulary.train(texts(), int(data_config.vocab_size),
+                                        os.path.join(builder.data_dir, f'sentencepiece_{data_config.vocab_size}.model'))
+  return TranslationTask(data_config.name, sources, vocab, vocab, int(data_config.max_source_length) or 40,
+                         int(data_config.max_target_length) or 48, has_alignments=False)
