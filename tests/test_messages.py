@@ -65,6 +65,10 @@ def test_builder_collects_deduplicates_and_splits(tmp_path):
   assert sorted(sum(seen.values(), [])) == [p[0] for p in pairs]
   for split, names in seen.items():
     assert all(messages.split_of(n) == split for n in names)
+  other = messages.builder('de', str(tmp_path / 'data'), [str(tmp_path / 'pkg')])
+  assert not other.is_prepared() and other.data_dir != built.data_dir      # languages never share a cache
+  assert messages.collect_pairs(messages.catalog_files([str(tmp_path / 'pkg')], 'de')) == [
+      ('Open the file', 'Datei öffnen')]
   with pytest.raises(ValueError, match='Valid languages: fr, de, es'):
     messages.MessageCatalogs(language='it', data_dir=str(tmp_path))
 

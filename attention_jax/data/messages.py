@@ -156,7 +156,8 @@ PREPARE_COMMAND = 'python -m experiments.prepare_data --dataset=messages_en_{lan
 
 
 def builder(language: str, data_dir: str, roots: Iterable[str] = ()) -> MessageCatalogs:
-  return MessageCatalogs(language=language, roots=roots, data_dir=os.path.join(data_dir, 'messages'),
+  # One directory per language: the tfds name and version are the same for all of them.
+  return MessageCatalogs(language=language, roots=roots, data_dir=os.path.join(data_dir, 'messages', language),
                          file_format='array_record')
 
 
