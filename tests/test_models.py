@@ -129,7 +129,8 @@ def test_bad_model_configs_list_valid_choices():
     make(decoder_cell='rnn')
 
 
-@pytest.mark.parametrize('encoder,decoder,scorer', [('bigru', 'bahdanau', 'additive'), ('transformer', 'luong', 'dot')])
+@pytest.mark.parametrize('encoder,decoder,scorer', [
+    ('bigru', 'bahdanau', 'additive'), pytest.param('transformer', 'luong', 'dot', marks=pytest.mark.slow)])
 def test_bfloat16_mixed_precision_keeps_float32_params_weights_and_logits(encoder, decoder, scorer):
   model32, model16 = make(encoder, decoder, scorer), make(encoder, decoder, scorer, dtype='bfloat16')
   variables = model32.init(jax.random.key(0), SOURCE, TARGET_IN)

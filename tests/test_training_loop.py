@@ -131,7 +131,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@pytest.mark.parametrize('mode', ['sharded', 'pmap'])
+@pytest.mark.parametrize('mode', ['sharded', pytest.param('pmap', marks=pytest.mark.slow)])
 def test_two_processes_train_in_lock_step(data_dir, tmp_path, mode):
   port = str(_free_port())
   workdir = str(tmp_path / 'multihost')
