@@ -1,0 +1,128 @@
+"""Compile time of the training step: the first step of the default config (configs/default.py).
+
+    python -m benchmarks.compile_time            # 3 fresh processes per model (~1-2 minutes)
+    python -m benchmarks.compile_time --quick    # 1 fresh process, default config only (< 60 s)
+
+Every measurement runs in a fresh Python process (no in-memory or persistent compilation cache), which
+builds the model and a train state, then times:
+  trace+lower  `jax.jit(train_step).lower(state, batch)` (Python tracing of the Flax model and the scans)
+  compile      `.compile()` (XLA)
+  first step   both of the above plus running the step once (what the first logged step waits for)
+  next step    a second call (the steady state, for scale)
+Models: the default config (BiGRU 64 + Bahdanau + additive, date task, batch 64) and the throughput
+benchmark's model (GRU 256, vocabulary 4000, batch 64 x 20). Target: first step under 10 s.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks import harness
+
+MODULE = 'benchmarks.compile_time'
+MODELS = ('default_config', 'throughput_model')
+PROTOCOL = '@@'
+
+
+def _setup(model_name: str):
+  """(model, train state, batch) for one of MODELS, with the jitted step not yet traced."""
+  import optax
+  from attention_jax.models import build_model
+  from attention_jax.training import loop
+  from attention_jax.training import steps
+  from benchmarks import throughput
+  if model_name == 'default_config':
+    config = harness.load_config('configs/default.py')
+    config.data.data_dir = tempfile.mkdtemp(prefix='bench_data_')
+    config.data.num_train, config.data.num_eval = 64, 16
+    task, model = loop.build_experiment(config)
+    batch = next(iter(task.train_iterator(batch_size=int(config.train.batch_size), seed=0)))
+    batch = {k: batch[k] for k in ('source', 'target_in', 'target_out')}
+    state = loop.initial_state(config, task, model)
+    return model, state, batch
+  spec = throughput.SPEC
+  model = build_model(throughput.model_config(spec), source_vocab_size=spec['vocab_size'],
+                      target_vocab_size=spec['vocab_size'], max_source_length=spec['source_length'])
+  batch = throughput.make_batches(spec, 1)[0]
+  state = steps.create_train_state(model, optax.adam(spec['learning_rate']), 0, batch['source'], batch['target_in'])
+  return model, state, batch
+
+
+def measure_once(model_name: str) -> dict:
+  """Run in a fresh process: trace+lower, compile, first and second step times (seconds)."""
+  import functools
+  import jax
+  from attention_jax.training import steps
+  jax.config.update('jax_enable_compilation_cache', False)
+  model, state, batch = _setup(model_name)
+  batch = jax.device_put(batch)
+  step = jax.jit(functools.partial(steps.train_step, model=model), donate_argnums=0)
+  start = time.perf_counter()
+  lowered = step.lower(state, batch)
+  traced = time.perf_counter()
+  compiled = lowered.compile()
+  built = time.perf_counter()
+  state, metrics = compiled(state, batch)
+  jax.block_until_ready(metrics)
+  first = time.perf_counter()
+  state, metrics = compiled(state, batch)
+  jax.block_until_ready(metrics)
+  second = time.perf_counter()
+  return {'trace_lower_s': traced - start, 'compile_s': built - traced, 'first_step_s': first - start,
+          'next_step_ms': 1e3 * (second - first), 'params': int(sum(x.size for x in jax.tree.leaves(state.params))),
+          'batch_shapes': {k: list(v.shape) for k, v in batch.items()}}
+
+
+def _fresh_process(model_name: str) -> dict:
+  output = subprocess.run([sys.executable, '-m', MODULE, '--measure', model_name], capture_output=True, text=True,
+                          check=False)
+  for line in output.stdout.splitlines():
+    if line.startswith(PROTOCOL):
+      return json.loads(line[len(PROTOCOL):])
+  raise RuntimeError(f'measurement of {model_name} failed:\n{output.stderr[-3000:]}')
+
+
+def main(argv=None) -> dict:
+  parser = harness.base_parser(__doc__.splitlines()[0], 'benchmarks/results/compile_time.json')
+  parser.add_argument('--repeats', type=int, default=None, help='fresh processes per model')
+  parser.add_argument('--measure', default=None, help='(internal) measure one model in this process')
+  args = parser.parse_args(argv)
+  if args.measure:
+    print(PROTOCOL + json.dumps(measure_once(args.measure)), flush=True)
+    return {}
+  repeats = args.repeats or (1 if args.quick else 3)
+  models = MODELS[:1] if args.quick else MODELS
+  info = harness.machine_info()
+  print(f'# train-step compile time on {info["cpu"]} ({info["cpu_count"]} cores), median of {repeats} fresh '
+        'processes\n', flush=True)
+  rows = []
+  for model_name in models:
+    runs = []
+    for i in range(repeats):
+      runs.append(_fresh_process(model_name))
+      print(f'  {model_name} run {i + 1}: first step {runs[-1]["first_step_s"]:.2f} s', flush=True)
+    row = {'model': model_name, 'params': runs[0]['params'],
+           'batch': 'x'.join(map(str, runs[0]['batch_shapes']['source'])) + ' -> ' +
+                    'x'.join(map(str, runs[0]['batch_shapes']['target_in'])),
+           'runs': runs}
+    for key in ('trace_lower_s', 'compile_s', 'first_step_s', 'next_step_ms'):
+      row[key] = statistics.median(r[key] for r in runs)
+    row['under_10_s'] = row['first_step_s'] < 10.0
+    rows.append(row)
+  command = harness.rerun_command(MODULE)
+  print(f'\n## First training step (median of {repeats} fresh processes)\n')
+  print(harness.markdown_table(rows, ['model', 'params', 'batch', 'trace_lower_s', 'compile_s', 'first_step_s',
+                                      'next_step_ms', 'under_10_s']))
+  print(f'\nrerun: {command}')
+  result = {'machine': info, 'command': command, 'repeats': repeats, 'rows': rows}
+  harness.write_json(args.out, result)
+  return result
+
+
+if __name__ == '__main__':
+  main()

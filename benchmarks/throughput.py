@@ -1,0 +1,283 @@
+"""Training throughput (target tokens/s) of one translation model in attention_jax, PyTorch and Keras.
+
+    python -m benchmarks.throughput                 # full run (~2-4 minutes on 2 cores)
+    python -m benchmarks.throughput --quick         # smoke test (< 60 s)
+    python -m benchmarks.throughput --frameworks attention_jax,pytorch
+
+The model (the same in all three; parameter counts are printed): GRU encoder (unidirectional), Bahdanau
+decoder (attention from the previous state, context fed to the GRU, readout tanh(W[s; c; y]) -> vocabulary),
+additive attention, embeddings/hidden/attention size 256, vocabulary 4000 on both sides, batch 64 of
+20-token sources and targets (no padding, so every implementation computes the same function), Adam 1e-3,
+mean token cross-entropy, teacher forcing.
+  attention_jax  `models.build_model` + `training.steps.train_step` under `jax.jit` (decoder = `nn.scan`)
+  attention_jax_prototype  the same step with benchmarks/fast_paths.py's prototype model (readout and output
+                 layer after the decoder scan, fused GRU cells): the measured effect of a proposed fix
+  pytorch        benchmarks/torch_baseline.py (the PyTorch seq2seq tutorial's structure: eager, Python loop)
+  keras          benchmarks/keras_baseline.py (the TF NMT tutorial's structure: `tf.function` train step)
+
+Each framework runs in its own worker process (so thread pools do not interfere), all started by this
+script and kept alive; after warm-up the workers are driven in interleaved rounds (only one computes at a
+time, the order rotates every round), so load from other processes hits all of them alike. A step is timed
+from the numpy batch to the loss on the host (`.item()` / `.numpy()` / `float()`, which synchronise).
+Reported: the median step time over all timed steps and tokens/s = B * T / median, and the fastest round's
+median per framework (`best_round_ms`), which approximates an uncontended machine when other processes share
+the cores (PyTorch's OpenMP threads slow down by 10x or more when a core is taken by another process).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from benchmarks import harness
+
+MODULE = 'benchmarks.throughput'
+FRAMEWORKS = ('attention_jax', 'pytorch', 'keras', 'attention_jax_prototype')
+SPEC = {
+    'vocab_size': 4000,
+    'embed_dim': 256,
+    'hidden_dim': 256,
+    'attention_dim': 256,
+    'batch_size': 64,
+    'source_length': 20,
+    'target_length': 20,
+    'learning_rate': 1e-3,
+}
+BOS_ID, EOS_ID, FIRST_WORD_ID = 1, 2, 4
+PROTOCOL = '@@'   # prefix of the worker's protocol lines (libraries may print to stdout too)
+
+
+def make_batches(spec: dict, count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+  """`count` batches in the project's batch format: source [B, S], target_in / target_out [B, T] int32."""
+  rng = np.random.default_rng(seed)
+  batches = []
+  for _ in range(count):
+    shape = (spec['batch_size'],)
+    words_s = rng.integers(FIRST_WORD_ID, spec['vocab_size'], size=(*shape, spec['source_length'] - 1))
+    words_t = rng.integers(FIRST_WORD_ID, spec['vocab_size'], size=(*shape, spec['target_length'] - 1))
+    batches.append({
+        'source': np.concatenate([words_s, np.full((*shape, 1), EOS_ID)], 1).astype(np.int32),
+        'target_in': np.concatenate([np.full((*shape, 1), BOS_ID), words_t], 1).astype(np.int32),
+        'target_out': np.concatenate([words_t, np.full((*shape, 1), EOS_ID)], 1).astype(np.int32),
+    })
+  return batches
+
+
+def model_config(spec: dict) -> dict:
+  """attention_jax's config.model for the benchmark model."""
+  return {'encoder': 'gru', 'decoder': 'bahdanau', 'decoder_cell': 'gru', 'scorer': 'additive',
+          'scorer_options': {'hidden_dim': spec['attention_dim']}, 'embed_dim': spec['embed_dim'],
+          'hidden_dim': spec['hidden_dim'], 'dropout_rate': 0.0}
+
+
+class JaxTrainer:
+  """attention_jax: build_model + optax Adam + the training package's pure train_step, jitted."""
+
+  name = 'attention_jax'
+
+  def __init__(self, spec: dict, threads: int, prototype: bool = False):
+    import jax
+    import optax
+    from attention_jax.models import build_model
+    from attention_jax.training import steps
+
+    self.settings = f'jax {jax.__version__}, jit, XLA CPU default thread pool ({os.cpu_count()} cores)'
+    del threads   # XLA sizes its pool from the visible cores; every framework gets the same 2 cores
+    sizes = dict(source_vocab_size=spec['vocab_size'], target_vocab_size=spec['vocab_size'],
+                 max_source_length=spec['source_length'])
+    if prototype:
+      from benchmarks import fast_paths
+      model = fast_paths.build_prototype(model_config(spec), fused_gru=True, **sizes)
+      self.settings += '; prototype decoder (readout/output after the scan) + fused GRU cells'
+    else:
+      model = build_model(model_config(spec), **sizes)
+    example = make_batches(spec, 1)[0]
+    self.state = steps.create_train_state(model, optax.adam(spec['learning_rate']), 0, example['source'],
+                                          example['target_in'])
+    self.num_params = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
+    self._step = jax.jit(functools.partial(steps.train_step, model=model), donate_argnums=0)
+
+  def step(self, batch: dict[str, np.ndarray]) -> float:
+    self.state, metrics = self._step(self.state, batch)
+    return float(metrics['loss_sum'] / metrics['token_count'])   # float() synchronises
+
+  def timed_steps(self, batches: list[dict[str, np.ndarray]]) -> tuple[list[float], float]:
+    times, loss = [], 0.0
+    for batch in batches:
+      start = time.perf_counter()
+      loss = self.step(batch)
+      times.append(time.perf_counter() - start)
+    return times, loss
+
+
+def _trainer(framework: str, spec: dict, threads: int):
+  if framework in ('attention_jax', 'attention_jax_prototype'):
+    return JaxTrainer(spec, threads, prototype=framework == 'attention_jax_prototype')
+  if framework == 'pytorch':
+    from benchmarks import torch_baseline
+    return torch_baseline.Trainer(spec, threads)
+  if framework == 'keras':
+    from benchmarks import keras_baseline
+    return keras_baseline.Trainer(spec, threads)
+  raise ValueError(f'Unknown framework {framework!r}. Valid frameworks: {", ".join(FRAMEWORKS)}.')
+
+
+def _send(message: dict) -> None:
+  print(PROTOCOL + json.dumps(message), flush=True)
+
+
+def run_worker(framework: str, threads: int, warmup: int) -> None:
+  """Builds one framework's trainer, warms it up, then answers 'steps N' lines on stdin until 'quit'."""
+  start = time.perf_counter()
+  trainer = _trainer(framework, SPEC, threads)
+  batches = make_batches(SPEC, 8, seed=1)
+  setup = time.perf_counter() - start
+  first_times, _ = trainer.timed_steps(batches[:1])            # compiles / traces
+  warm_times, loss = trainer.timed_steps(batches[1:1 + warmup])
+  _send({'ready': framework, 'settings': trainer.settings, 'num_params': trainer.num_params, 'setup_s': setup,
+         'first_step_s': first_times[0], 'warmup_ms': [1e3 * t for t in warm_times], 'loss': loss})
+  cursor = 0
+  for line in sys.stdin:
+    command = line.split()
+    if not command or command[0] == 'quit':
+      break
+    count = int(command[1])
+    chosen = [batches[(cursor + i) % len(batches)] for i in range(count)]
+    cursor += count
+    times, loss = trainer.timed_steps(chosen)
+    _send({'times': times, 'loss': loss})
+
+
+class _Worker:
+  """A running worker process and its protocol."""
+
+  def __init__(self, framework: str, threads: int, warmup: int):
+    self.framework = framework
+    self.process = subprocess.Popen(
+        [sys.executable, '-m', MODULE, '--worker', framework, '--threads', str(threads), '--warmup', str(warmup)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=os.getcwd(), env=dict(os.environ))
+
+  def receive(self) -> dict:
+    for line in self.process.stdout:
+      if line.startswith(PROTOCOL):
+        return json.loads(line[len(PROTOCOL):])
+    raise RuntimeError(f'the {self.framework} worker exited with code {self.process.wait()} (see its stderr above)')
+
+  def run_steps(self, count: int) -> dict:
+    self.process.stdin.write(f'steps {count}\n')
+    self.process.stdin.flush()
+    return self.receive()
+
+  def close(self) -> None:
+    if self.process.poll() is None:
+      try:
+        self.process.stdin.write('quit\n')
+        self.process.stdin.flush()
+      except BrokenPipeError:
+        pass
+      self.process.wait(timeout=60)
+
+
+def available(framework: str) -> bool:
+  package = {'attention_jax': 'jax', 'attention_jax_prototype': 'jax', 'pytorch': 'torch',
+             'keras': 'tensorflow'}[framework]
+  return harness.package_version(package) is not None or (framework == 'keras' and
+                                                           harness.package_version('tensorflow-cpu') is not None)
+
+
+def main(argv=None) -> dict:
+  parser = harness.base_parser(__doc__.splitlines()[0], 'benchmarks/results/throughput.json')
+  parser.add_argument('--frameworks', default=','.join(FRAMEWORKS), help='comma-separated subset of ' +
+                      ', '.join(FRAMEWORKS))
+  parser.add_argument('--threads', type=int, default=2, help='torch / TF intra-op threads')
+  parser.add_argument('--rounds', type=int, default=None, help='interleaved rounds')
+  parser.add_argument('--steps', type=int, default=None, help='timed steps per framework per round')
+  parser.add_argument('--warmup', type=int, default=3, help='untimed steps after the first (compiling) one')
+  parser.add_argument('--worker', default=None, help=argparse_hidden())
+  args = parser.parse_args(argv)
+  if args.worker:
+    run_worker(args.worker, args.threads, args.warmup)
+    return {}
+
+  rounds = args.rounds or (2 if args.quick else 10)
+  steps_per_round = args.steps or (2 if args.quick else 5)
+  requested = [f.strip() for f in args.frameworks.split(',') if f.strip()]
+  frameworks = [f for f in requested if available(f)]
+  for f in set(requested) - set(frameworks):
+    print(f'skipping {f}: not installed (pip install -r requirements-bench.txt)')
+  info = harness.machine_info(('torch', 'tensorflow-cpu', 'tensorflow', 'keras'))
+  print(f'# training throughput on {info["cpu"]} ({info["cpu_count"]} cores); {rounds} interleaved rounds x '
+        f'{steps_per_round} steps per framework\n', flush=True)
+
+  workers, ready = {}, {}
+  try:
+    for framework in frameworks:          # started one at a time so their compile times do not overlap
+      workers[framework] = _Worker(framework, args.threads, args.warmup)
+      ready[framework] = workers[framework].receive()
+      print(f'  {framework:14s} ready: {ready[framework]["num_params"]:,} params, first step (compile/trace) '
+            f'{ready[framework]["first_step_s"]:.1f} s; {ready[framework]["settings"]}', flush=True)
+    load_before = harness.load_average()
+    times = {f: [] for f in frameworks}
+    round_medians = {f: [] for f in frameworks}
+    for r in range(rounds):
+      order = frameworks[r % len(frameworks):] + frameworks[:r % len(frameworks)]
+      for framework in order:
+        result = workers[framework].run_steps(steps_per_round)
+        times[framework].extend(result['times'])
+        round_medians[framework].append(1e3 * statistics.median(result['times']))
+      print(f'  round {r + 1}/{rounds}: ' + ', '.join(f'{f} {round_medians[f][-1]:.1f} ms' for f in frameworks),
+            flush=True)
+    load_after = harness.load_average()
+  finally:
+    for worker in workers.values():
+      worker.close()
+
+  tokens = SPEC['batch_size'] * SPEC['target_length']
+  rows = []
+  for framework in frameworks:
+    median_s = statistics.median(times[framework])
+    rows.append({'framework': framework, 'params': ready[framework]['num_params'],
+                 'median_step_ms': 1e3 * median_s,
+                 'p25_ms': 1e3 * float(np.percentile(times[framework], 25)),
+                 'p75_ms': 1e3 * float(np.percentile(times[framework], 75)),
+                 'tokens_per_s': tokens / median_s, 'first_step_s': ready[framework]['first_step_s'],
+                 'best_round_ms': min(round_medians[framework]),
+                 'best_round_tokens_per_s': tokens / (min(round_medians[framework]) / 1e3),
+                 'settings': ready[framework]['settings'], 'steps_timed': len(times[framework]),
+                 'round_medians_ms': round_medians[framework], 'final_loss': ready[framework]['loss']})
+  reference = next((r for r in rows if r['framework'] == 'attention_jax'), None)
+  for row in rows:
+    row['attention_jax_speedup'] = (reference['tokens_per_s'] / row['tokens_per_s']) if reference else None
+    # The fastest round of each framework approximates an uncontended machine (other processes share the cores).
+    row['speedup_best_rounds'] = (reference['best_round_tokens_per_s'] / row['best_round_tokens_per_s']
+                                  if reference else None)
+
+  command = harness.rerun_command(MODULE)
+  print(f'\n## Training throughput (median of {rounds * steps_per_round} steps per framework, {rounds} '
+        f'interleaved rounds; batch {SPEC["batch_size"]} x {SPEC["target_length"]} target tokens)\n')
+  print(harness.markdown_table(rows, ['framework', 'params', 'median_step_ms', 'p25_ms', 'p75_ms', 'tokens_per_s',
+                                      'attention_jax_speedup', 'best_round_ms', 'speedup_best_rounds',
+                                      'first_step_s'], digits=2))
+  print('\n' + '\n'.join(f'- {r["framework"]}: {r["settings"]}' for r in rows))
+  print(f'\nload average before/after: {load_before} / {load_after}')
+  print(f'rerun: {command}')
+  result = {'machine': info, 'command': command, 'spec': SPEC, 'rounds': rounds, 'steps_per_round': steps_per_round,
+            'load_average_before': load_before, 'load_average_after': load_after, 'rows': rows}
+  harness.write_json(args.out, result)
+  return result
+
+
+def argparse_hidden():
+  import argparse
+  return argparse.SUPPRESS
+
+
+if __name__ == '__main__':
+  main()

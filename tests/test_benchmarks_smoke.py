@@ -1,0 +1,79 @@
+"""Smoke tests of the benchmark package: helpers, batch format, and that the prototypes compute the library's
+functions (no timings are asserted; speed lives in `python -m benchmarks.*`)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attention_jax import attention
+from attention_jax.models import build_model
+from benchmarks import fast_paths
+from benchmarks import harness
+from benchmarks import throughput
+
+
+def test_harness_timing_memory_and_table():
+  fn = lambda x: jnp.tanh(x) @ x
+  x = jnp.ones((8, 8))
+  compiled, memory = harness.compile_with_memory(fn, x)
+  np.testing.assert_allclose(np.asarray(compiled(x)), np.asarray(fn(x)), rtol=1e-6)
+  assert memory['output_bytes'] == 8 * 8 * 4 and memory['peak_bytes'] >= memory['output_bytes']
+  stats = harness.time_call(compiled, x, repeats=3, warmup=1)
+  assert stats['repeats'] == 3 and len(stats['runs_ms']) == 3 and stats['min_ms'] <= stats['median_ms']
+  interleaved = harness.time_interleaved({'a': (compiled, (x,)), 'b': (compiled, (x,))}, repeats=2, warmup=1)
+  assert set(interleaved) == {'a', 'b'}
+  table = harness.markdown_table([{'name': 'a', 'ms': 1.234}, {'name': 'b'}], ['name', 'ms'])
+  assert table.splitlines() == ['| name | ms |', '|---|---|', '| a | 1.23 |', '| b | - |']
+
+
+def test_throughput_batches_follow_the_batch_contract():
+  spec = {**throughput.SPEC, 'batch_size': 3, 'source_length': 5, 'target_length': 4, 'vocab_size': 50}
+  batch = throughput.make_batches(spec, 2)[1]
+  assert batch['source'].shape == (3, 5) and batch['target_in'].shape == batch['target_out'].shape == (3, 4)
+  assert all(v.dtype == np.int32 for v in batch.values())
+  np.testing.assert_array_equal(batch['source'][:, -1], 2)                       # EOS
+  np.testing.assert_array_equal(batch['target_in'][:, 0], 1)                     # BOS
+  np.testing.assert_array_equal(batch['target_in'][:, 1:], batch['target_out'][:, :-1])
+  assert batch['source'][:, :-1].min() >= 4 and batch['source'].max() < 50       # no PAD/UNK inside
+
+
+def test_einsum_prototype_matches_multi_head_attend():
+  keys = jax.random.split(jax.random.key(0), 3)
+  q = jax.random.normal(keys[0], (2, 3, 2, 4))
+  k = jax.random.normal(keys[1], (2, 5, 2, 4))
+  v = jax.random.normal(keys[2], (2, 5, 2, 3))
+  mask = jnp.asarray([[True] * 5, [True, True, False, False, False]])
+  expected = attention.multi_head_attend('scaled_dot', {}, q, k, v, mask)
+  actual = fast_paths.einsum_multi_head_attend(q, k, v, mask)
+  for a, e in zip(actual, expected):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-6)
+
+
+def test_fused_gru_cell_equals_flax_gru_cell():
+  x = jax.random.normal(jax.random.key(1), (3, 5))
+  h = jax.random.normal(jax.random.key(2), (3, 4))
+  reference = nn.GRUCell(features=4)
+  ref_params = reference.init(jax.random.key(3), h, x)['params']
+  ref_params = jax.tree.map(lambda p: p + 0.1, ref_params)   # non-zero biases
+  cat = lambda names, leaf: jnp.concatenate([ref_params[n][leaf] for n in names], axis=-1)
+  fused_params = {'input': {'kernel': cat(('ir', 'iz', 'in'), 'kernel'), 'bias': cat(('ir', 'iz', 'in'), 'bias')},
+                  'hidden': {'kernel': cat(('hr', 'hz', 'hn'), 'kernel')},
+                  'hidden_bias_n': ref_params['hn']['bias']}
+  expected, _ = reference.apply({'params': ref_params}, h, x)
+  actual, _ = fast_paths.FusedGRUCell(features=4).apply({'params': fused_params}, h, x)
+  np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_hoisted_decoder_prototype_equals_the_library_model():
+  spec = {**throughput.SPEC, 'vocab_size': 30, 'embed_dim': 8, 'hidden_dim': 8, 'attention_dim': 8,
+          'batch_size': 2, 'source_length': 6, 'target_length': 5}
+  batch = throughput.make_batches(spec, 1)[0]
+  sizes = dict(source_vocab_size=30, target_vocab_size=30, max_source_length=6)
+  model = build_model(throughput.model_config(spec), **sizes)
+  params = model.init(jax.random.key(0), batch['source'], batch['target_in'])['params']
+  prototype = fast_paths.build_prototype(throughput.model_config(spec), fused_gru=False, **sizes)
+  expected = model.apply({'params': params}, batch['source'], batch['target_in'])
+  actual = prototype.apply({'params': params}, batch['source'], batch['target_in'])   # same parameter tree
+  for a, e in zip(actual, expected):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-5)
