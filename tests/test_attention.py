@@ -12,7 +12,7 @@ from attention_jax import attention
 from attention_jax import scoring
 from tests.test_scoring import CASES, CASE_IDS, S, make_inputs
 
-B, T, D_V = 3, 4, 2
+B, T, D_V = 2, 3, 2
 
 
 def batch_inputs(name, options, seed=0, with_time=True):
@@ -140,12 +140,12 @@ def test_multi_head_scaled_dot_matches_jax_dot_product_attention():
 
 def test_batched_errors_name_the_shapes():
   params, query, keys, values, mask, _ = batch_inputs('general', {}, with_time=False)
-  with pytest.raises(ValueError, match=r'mask must have shape \[B, S\] = \(3, 7\).*got shape \(3, 6\)'):
+  with pytest.raises(ValueError, match=r'mask must have shape \[B, S\] = \(2, 7\).*got shape \(2, 6\)'):
     attention.batched_attend('general', params, query, keys, values, mask[:, :6])
-  with pytest.raises(ValueError, match=r'values must have shape \[B, S, d_v\] = \[3, 7, d_v\].*\(3, 6, 2\)'):
+  with pytest.raises(ValueError, match=r'values must have shape \[B, S, d_v\] = \[2, 7, d_v\].*\(2, 6, 2\)'):
     attention.batched_attend('general', params, query, keys, values[:, :6], mask)
-  with pytest.raises(ValueError, match=r'query must have shape \[B, d_q\] or \[B, T, d_q\] with B = 3'):
-    attention.batched_attend('general', params, query[:2], keys, values, mask)
+  with pytest.raises(ValueError, match=r'query must have shape \[B, d_q\] or \[B, T, d_q\] with B = 2'):
+    attention.batched_attend('general', params, query[:1], keys, values, mask)
   with pytest.raises(ValueError, match=r'keys must have shape \[B, S, d_k\]'):
     attention.batched_attend('general', params, query, keys[0], values, mask)
   with pytest.raises(ValueError, match='Unknown scorer'):
