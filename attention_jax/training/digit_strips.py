@@ -43,8 +43,8 @@ def digit_strips_config() -> ml_collections.ConfigDict:
   config.model.scorer = 'additive'
   config.model.scorer_options = {'hidden_dim': 64}
   config.model.weighting = 'softmax'
-  config.model.conv_features = (32, 64)
-  config.model.conv_pool = (False, True)         # 8x40 image -> 4x20 grid of 64-d features
+  config.model.conv_features = (32, 64, 128)
+  config.model.conv_pool = (True, True, False)   # 8x40 image -> 2x10 grid of 128-d features (2 cells per digit)
   config.model.embed_dim = 16
   config.model.hidden_dim = 128
   config.model.decoder_cell = 'lstm'
