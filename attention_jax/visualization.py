@@ -12,26 +12,25 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
 
-def plot_attention(weights: np.ndarray, source_tokens: Sequence[str], target_tokens: Sequence[str], path: str,
-                   title: str | None = None, gold: np.ndarray | None = None) -> str:
-  """Saves a PNG of attention weights: output tokens down the rows, source tokens across the columns.
+def attention_figure(weights: np.ndarray, source_tokens: Sequence[str], target_tokens: Sequence[str],
+                     title: str | None = None, gold: np.ndarray | None = None) -> plt.Figure:
+  """A heatmap of attention weights: source tokens across the x axis, output tokens down the y axis.
 
   Args:
     weights: [T, S] (at least len(target_tokens) x len(source_tokens); cropped to them).
-    source_tokens, target_tokens: axis labels.
-    path: the PNG to write (directories are created).
+    source_tokens, target_tokens: axis labels (whitespace tokens are drawn as U+2423 so they stay visible).
     title: optional figure title.
-    gold: optional [T, S] gold links, outlined in the figure.
+    gold: optional [T, S] gold links, outlined in red.
 
   Returns:
-    path.
+    The figure (close it with plt.close when done).
   """
   t, s = len(target_tokens), len(source_tokens)
   shown = np.asarray(weights, np.float32)[:t, :s]
   fig, ax = plt.subplots(figsize=(max(3.0, 0.32 * s + 1.5), max(2.5, 0.32 * t + 1.2)))
   image = ax.imshow(shown, cmap='viridis', vmin=0.0, vmax=1.0, aspect='auto')
-  ax.set_xticks(range(s), [repr(x)[1:-1] if x == ' ' else x for x in source_tokens], rotation=90, fontsize=8)
-  ax.set_yticks(range(t), target_tokens, fontsize=8)
+  ax.set_xticks(range(s), [_visible(x) for x in source_tokens], rotation=90, fontsize=8)
+  ax.set_yticks(range(t), [_visible(x) for x in target_tokens], fontsize=8)
   ax.set_xlabel('source')
   ax.set_ylabel('output')
   if gold is not None:
@@ -41,10 +40,26 @@ def plot_attention(weights: np.ndarray, source_tokens: Sequence[str], target_tok
     ax.set_title(title, fontsize=9)
   fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
   fig.tight_layout()
+  return fig
+
+
+def plot_attention(weights: np.ndarray, source_tokens: Sequence[str], target_tokens: Sequence[str], path: str,
+                   title: str | None = None, gold: np.ndarray | None = None) -> str:
+  """Saves attention_figure(...) as a PNG at `path` (directories are created); returns path.
+
+  Args:
+    weights: [T, S]; see attention_figure for the other arguments.
+  """
+  fig = attention_figure(weights, source_tokens, target_tokens, title=title, gold=gold)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
+
+
+def _visible(token: str) -> str:
+  """Whitespace shown as an open box (U+2423), so a space token's tick label is not blank."""
+  return '\u2423' * len(token) if token.isspace() else token
 
 
 def word_attention_html(rows: Sequence[tuple[Sequence[str], np.ndarray, str]], path: str) -> str:

@@ -3,8 +3,8 @@
     python -m experiments.prepare_data --dataset=messages_en_fr --data_dir=data     # once
     python -m experiments.compare --config=configs/compare_messages.py --workdir=workdirs/compare_messages
 
-3 seeds per variant trained together; ~1-2 hours on one GPU. No gold alignments on this corpus, so the report
-compares BLEU, perplexity, accuracy and exact match by source length.
+3 seeds per variant trained together. About 1-2 hours on one GPU (an estimate, not yet measured). No gold
+alignments on this corpus, so the report compares BLEU, perplexity, accuracy and exact match by source length.
 """
 
 import ml_collections

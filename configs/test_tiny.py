@@ -1,6 +1,9 @@
-"""A seconds-long config for tests: tiny model, tiny copy task.
+"""A seconds-long config for tests: tiny model, tiny copy task (exercises the pipeline, does not solve it).
 
     python -m experiments.train --config=configs/test_tiny.py --workdir=/tmp/tiny
+
+Expect ~20 s on 2 CPU cores (most of it start-up and compilation): 20 steps, validation loss falling from
+about 2.1 to 2.0, test exact match 0, two heatmaps in /tmp/tiny/heatmaps.
 """
 
 from attention_jax.training.config import translation_config

@@ -1,18 +1,18 @@
 """End-to-end runs of the tiny config: outputs, resume, kill -9 + restart equality, NaN stop, multi-host,
 config flags, translate."""
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
 import pytest
 
+from attention_jax import decoding
+from attention_jax.data import translation as translation_data
 from attention_jax.training import checkpointing
 from attention_jax.training.loop import NonFiniteLossError, build_experiment, initial_state, train_and_evaluate
 from attention_jax.training.metrics_writer import read_metrics
@@ -41,61 +41,90 @@ def final_params(config, workdir):
   return jax.device_get(state), data_state
 
 
-def run_cli(args, **kwargs):
-  env = {**os.environ, 'PYTHONPATH': ROOT, 'JAX_PLATFORMS': 'cpu'}
+def run_cli(args, env_extra=None, **kwargs):
+  env = {**os.environ, 'PYTHONPATH': ROOT, 'JAX_PLATFORMS': 'cpu', **(env_extra or {})}
   return subprocess.Popen([sys.executable, '-m', *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def test_run_writes_metrics_heatmaps_and_resumes(data_dir, tmp_path):
-  workdir = str(tmp_path / 'run')
+@pytest.fixture(scope='module')
+def tiny_run(data_dir, tmp_path_factory):
+  """(config, workdir, test results, final state) of one uninterrupted 20-step run of the tiny config."""
+  workdir = str(tmp_path_factory.mktemp('run'))
   config = tiny_config(data_dir)
   results = train_and_evaluate(config, workdir)
+  return config, workdir, results, final_params(config, workdir)[0]
+
+
+def test_run_writes_metrics_heatmaps_and_resumes(tiny_run):
+  config, workdir, results, _ = tiny_run
   for name in ('config.json', 'vocab.json', 'metrics.jsonl', 'test_results.json', 'heatmaps/test_00.png'):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.listdir(os.path.join(workdir, 'tensorboard'))
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '15', '20']   # keep_checkpoints=3
+  assert os.listdir(os.path.join(workdir, 'best')) in (['10'], ['20'])
   records = read_metrics(workdir)
   assert [r['step'] for r in records if r['split'] == 'train'] == [5, 10, 15, 20]
   assert {'validation', 'test', 'test_long'} <= {r['split'] for r in records}
   for key in ('loss', 'perplexity', 'token_accuracy', 'bleu', 'aer', 'argmax_accuracy', 'exact_match'):
     assert np.isfinite(results[key]), key
   np.testing.assert_allclose(results['perplexity'], np.exp(results['loss']), rtol=1e-5)
+  validation = [r['loss'] for r in records if r['split'] == 'validation']
+  assert validation[-1] < validation[0]
   state, data_state = final_params(config, workdir)
   assert int(state.step) == 20 and data_state == {'next_index': 20}
   # Asking for more steps continues from step 20 instead of starting over.
-  config.train.num_steps = 25
+  config = tiny_config(config.data.data_dir, num_steps=25)
   train_and_evaluate(config, workdir)
   assert [r['step'] for r in read_metrics(workdir) if r['split'] == 'train'][-2:] == [20, 25]
   assert int(final_params(config, workdir)[0].step) == 25
 
 
-def test_killed_run_restarts_to_the_same_parameters(data_dir, tmp_path):
-  overrides = [f'--config.data.data_dir={data_dir}', '--config.train.num_steps=60',
-               '--config.train.checkpoint_every=5', '--config.train.eval_every=1000', '--config.eval.num_heatmaps=0']
-  straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
-  command = ['experiments.train', '--config=configs/test_tiny.py', *overrides]
-  process = run_cli([*command, f'--workdir={killed}'])
-  deadline = time.time() + 120
-  checkpoints = os.path.join(killed, 'checkpoints')
-  while time.time() < deadline:
-    done = [d for d in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else []) if d.isdigit()]
-    if any(int(d) >= 15 for d in done):
-      break
-    time.sleep(0.05)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  steps_saved = sorted(int(d) for d in os.listdir(checkpoints) if d.isdigit())
-  assert steps_saved and steps_saved[-1] < 60, f'the run finished before it was killed: {steps_saved}'
-  for args in ([*command, f'--workdir={killed}'], [*command, f'--workdir={straight}']):
-    finished = run_cli(args)
-    out, err = finished.communicate(timeout=300)
-    assert finished.returncode == 0, err[-3000:]
-  config = tiny_config(data_dir)
-  a, data_a = final_params(config, killed)
-  b, data_b = final_params(config, straight)
-  assert int(a.step) == int(b.step) == 60 and data_a == data_b
-  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
-  jax.tree.map(np.testing.assert_array_equal, a.opt_state, b.opt_state)
+def test_translate_prints_translations_and_saves_heatmaps(tiny_run, tmp_path):
+  config, workdir, _, _ = tiny_run
+  output_dir = str(tmp_path / 'translations')
+  sentences = ['abc', 'dcba e']
+  process = run_cli(['experiments.translate', f'--workdir={workdir}', f'--output_dir={output_dir}',
+                     '--checkpoint=latest'], stdin=subprocess.PIPE)
+  out, err = process.communicate('\n'.join(sentences) + '\n', timeout=120)
+  assert process.returncode == 0, err[-3000:]
+  lines = [line.split('\t') for line in out.strip().splitlines()]
+  assert [line[0] for line in lines] == sentences
+  for _, _, path in lines:
+    assert os.path.exists(path) and os.path.dirname(path) == output_dir
+  # The printed translations are the greedy decodes of the latest checkpoint's parameters.
+  task, model = build_experiment(config)
+  state, _ = final_params(config, workdir)
+  source = np.zeros((2, task.max_source_length), np.int32)
+  for i, sentence in enumerate(sentences):
+    ids = task.source_vocab.encode(sentence) + [translation_data.EOS_ID]
+    source[i, :len(ids)] = ids
+  tokens, _ = decoding.greedy_decode(model, state.params, source, max_length=task.max_target_length)
+  assert [line[1] for line in lines] == [task.target_vocab.decode(t) for t in np.asarray(tokens)]
+
+
+def test_killed_run_restarts_to_the_same_parameters(tiny_run, tmp_path):
+  config, _, _, uninterrupted = tiny_run
+  workdir = str(tmp_path / 'killed')
+  command = ['--config=configs/test_tiny.py', f'--config.data.data_dir={config.data.data_dir}',
+             f'--workdir={workdir}']
+  # kill -9 of the training process right after it starts saving step 10 (of 20), mid-save.
+  killed = run_cli(['tests.helpers.kill_during_save', *command], env_extra={'KILL_AT_STEP': '10'})
+  _, err = killed.communicate(timeout=300)
+  assert killed.returncode == -signal.SIGKILL, err[-3000:]
+  complete = sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
+  assert complete and complete[-1] in (5, 10), complete
+  # Rerunning the same command resumes from the newest complete checkpoint and finishes the run.
+  restarted = run_cli(['experiments.train', *command])
+  out, err = restarted.communicate(timeout=300)
+  assert restarted.returncode == 0, err[-3000:]
+  assert f'Resumed from {workdir}/checkpoints at step {complete[-1]}.' in out
+  # Bit-identical to the uninterrupted run: parameters, optimiser state, PRNG key and data position.
+  state, data_state = final_params(config, workdir)
+  assert int(state.step) == int(uninterrupted.step) == 20 and data_state == {'next_index': 20}
+  jax.tree.map(np.testing.assert_array_equal, state.params, uninterrupted.params)
+  jax.tree.map(np.testing.assert_array_equal, state.opt_state, uninterrupted.opt_state)
+  np.testing.assert_array_equal(state.rng, uninterrupted.rng)
 
 
 def test_nonfinite_loss_stops_the_run_naming_the_step(data_dir, tmp_path):
@@ -110,19 +139,17 @@ def test_nonfinite_loss_stops_the_run_naming_the_step(data_dir, tmp_path):
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 
 
-def test_config_overrides_and_typos(tmp_path):
+def test_train_cli_rejects_typos_and_bad_values_before_building_data(tmp_path):
+  """The real entry point (flag parsing and validation); tests/test_configs.py covers the cases in-process."""
   bad = run_cli(['experiments.train', '--config=configs/test_tiny.py', '--config.model.scorr=dot',
                  f'--workdir={tmp_path}'])
   _, err = bad.communicate(timeout=120)
   assert bad.returncode != 0 and 'scorr' in err
-  bad = run_cli(['experiments.train', '--config=configs/test_tiny.py', '--config.model.scorer=luong',
-                 f'--workdir={tmp_path}', f'--config.data.data_dir={tmp_path}'])
-  _, err = bad.communicate(timeout=120)
-  assert bad.returncode != 0 and 'Unknown scorer' in err and 'Valid scorers' in err
   bad = run_cli(['experiments.train', '--config=configs/test_tiny.py', '--config.train.parallel=dp',
-                 f'--workdir={tmp_path}', f'--config.data.data_dir={tmp_path}'])
+                 f'--workdir={tmp_path}', f'--config.data.data_dir={tmp_path / "data"}'])
   _, err = bad.communicate(timeout=120)
   assert bad.returncode != 0 and "Unknown parallel mode 'dp'. Valid modes: sharded, pmap, single" in err
+  assert not os.path.exists(tmp_path / 'data')                   # failed before building the dataset
 
 
 def _free_port():
@@ -142,3 +169,5 @@ def test_two_processes_train_in_lock_step(data_dir, tmp_path, mode):
   lines = [next(l for l in out.splitlines() if l.startswith('PROCESS')) for out, _ in outputs]
   assert {l.split()[1] for l in lines} == {'0', '1'} and all('OF 2 STEP 8' in l for l in lines)
   assert len({l.split('CHECKSUM')[1] for l in lines}) == 1, lines     # same parameters and loss on both
+  train_losses = [r['loss'] for r in read_metrics(workdir) if r['split'] == 'train']   # steps 4 and 8
+  assert len(train_losses) == 2 and train_losses[1] < train_losses[0], train_losses

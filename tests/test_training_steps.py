@@ -23,16 +23,25 @@ BATCH = {
 }
 
 
-def tiny_state(seed=0, learning_rate=1e-2):
+def _optimizer():
   config = translation_config()
-  config.train.learning_rate = learning_rate
+  config.train.learning_rate = 1e-2
   config.train.warmup_steps = 0
-  model = build_model(dict(encoder='bigru', decoder='bahdanau', scorer='additive', embed_dim=8, hidden_dim=8,
-                           scorer_options={'hidden_dim': 8}), source_vocab_size=8, target_vocab_size=8,
-                      max_source_length=5)
-  state = steps.create_train_state(model, steps.make_optimizer(config.train), seed, BATCH['source'],
-                                   BATCH['target_in'])
-  return model, state
+  return steps.make_optimizer(config.train)
+
+
+# One model, optimizer and jitted step for the module: the optimizer is a static field of the state, so a new
+# optimizer object per test would recompile the step every time.
+MODEL = build_model(dict(encoder='bigru', decoder='bahdanau', scorer='additive', embed_dim=8, hidden_dim=8,
+                         scorer_options={'hidden_dim': 8}), source_vocab_size=8, target_vocab_size=8,
+                    max_source_length=5)
+OPTIMIZER = _optimizer()
+STEP = jax.jit(functools.partial(steps.train_step, model=MODEL))
+
+
+def tiny_state(seed=0):
+  state = steps.create_train_state(MODEL, OPTIMIZER, seed, BATCH['source'], BATCH['target_in'])
+  return MODEL, state
 
 
 def test_token_losses_match_numpy_with_label_smoothing():
@@ -61,23 +70,22 @@ def test_metrics_are_sums_over_real_tokens():
 
 def test_train_step_learns_and_is_deterministic():
   model, state = tiny_state()
-  step = jax.jit(functools.partial(steps.train_step, model=model))
   first_loss = None
   for _ in range(30):
-    state, metrics = step(state, BATCH)
+    state, metrics = STEP(state, BATCH)
     loss = float(metrics['loss_sum'] / metrics['token_count'])
     first_loss = first_loss or loss
   assert loss < 0.3 * first_loss
   assert int(state.step) == 30
   _, again = tiny_state()
   for _ in range(30):
-    again, _ = step(again, BATCH)
+    again, _ = STEP(again, BATCH)
   jax.tree.map(np.testing.assert_array_equal, state.params, again.params)
 
 
 def test_gradient_is_mean_over_tokens_of_the_batch():
   model, state = tiny_state()
-  _, metrics = steps.train_step(state, BATCH, model=model)
+  _, metrics = STEP(state, BATCH)
 
   def mean_loss(params):
     logits, _ = model.apply({'params': params}, BATCH['source'], BATCH['target_in'])
@@ -85,20 +93,21 @@ def test_gradient_is_mean_over_tokens_of_the_batch():
     mask = BATCH['target_out'] != 0
     return jnp.sum(losses * mask) / mask.sum()
 
-  want = jax.grad(mean_loss)(state.params)
+  want = jax.jit(jax.grad(mean_loss))(state.params)
   norm = float(jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(want))))
   np.testing.assert_allclose(float(metrics['grad_norm']), norm, rtol=1e-5)
 
 
 def test_nonfinite_step_leaves_state_untouched_and_names_the_step():
   model, state = tiny_state()
-  state, _ = steps.train_step(state, BATCH, model=model)
+  state, _ = STEP(state, BATCH)
   poisoned = state.replace(params=jax.tree.map(lambda x: x.at[..., 0].set(jnp.nan) if x.ndim else x, state.params))
-  new_state, metrics = steps.train_step(poisoned, BATCH, model=model)
+  new_state, metrics = STEP(poisoned, BATCH)
   assert int(metrics['nonfinite_step']) == 1
   assert int(new_state.step) == 1
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), new_state.opt_state, poisoned.opt_state)
-  _, ok = steps.train_step(state, BATCH, model=model)
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), new_state.params, poisoned.params)
+  _, ok = STEP(state, BATCH)
   assert int(ok['nonfinite_step']) == steps.NO_NONFINITE_STEP
 
 

@@ -20,11 +20,11 @@ import glob
 import hashlib
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable, Iterator
 
 import tensorflow_datasets as tfds
+
+from attention_jax.data import debian
 
 LANGUAGES = ('fr', 'de', 'es')
 # Pinned Debian 12 package versions whose message catalogs are added to the machine's own.
@@ -103,24 +103,7 @@ def split_of(source: str) -> str:
 
 def download_packages(directory: str, packages: dict[str, str] = PINNED_PACKAGES) -> list[str]:
   """apt-get download + dpkg-deb -x of the pinned packages; returns the unpacked roots."""
-  if shutil.which('apt-get') is None or shutil.which('dpkg-deb') is None:
-    raise RuntimeError('apt-get and dpkg-deb are needed to fetch the message catalogs (Debian/Ubuntu). On other '
-                       'systems, unpack these packages yourself into the download directory: '
-                       + ', '.join(f'{p}={v}' for p, v in packages.items()))
-  os.makedirs(directory, exist_ok=True)
-  roots = []
-  for package, version in packages.items():
-    root = os.path.join(directory, package)
-    if not os.path.isdir(root):
-      result = subprocess.run(['apt-get', 'download', f'{package}={version}'], cwd=directory, capture_output=True,
-                              text=True)
-      debs = glob.glob(os.path.join(directory, f'{package}_*.deb'))
-      if result.returncode or not debs:
-        raise RuntimeError(f'apt-get download {package}={version} failed:\n{result.stderr[-1500:]}\n'
-                           'Run `apt-get update` first, or check that the pinned version is still available.')
-      subprocess.run(['dpkg-deb', '-x', debs[0], root], check=True)
-    roots.append(root)
-  return roots
+  return debian.download_packages(directory, packages, purpose='the message catalogs')
 
 
 class MessageCatalogs(tfds.core.GeneratorBasedBuilder):

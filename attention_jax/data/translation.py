@@ -9,7 +9,10 @@
         'alignment'  float32 [B, T, S] gold links (tasks with alignments only)
     state = batches.get_state(); ...; batches.set_state(state)   # resume exactly
 
-Special ids: PAD 0, BOS 1, EOS 2, UNK 3. Examples that do not fit S / T (with EOS) are left out and counted.
+Special ids: PAD 0, BOS 1, EOS 2, UNK 3. Examples that do not fit S / T (with EOS) are left out.
+Gold alignments are stored per example as int32 [K, 2] links (target unit, source unit), where a unit is
+a character (synthetic tasks) or a whitespace-separated word (Bible); `encode` maps them onto token
+positions through each token's byte span, so they hold for any tokenizer.
 This module never imports models or jax.
 """
 
@@ -18,252 +21,127 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import re
 
 import grain
-import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from attention_jax.data import bible
 from attention_jax.data import messages
 from attention_jax.data import synthetic
+from attention_jax.data.config import (BIBLE_DATASETS, DATASETS, MESSAGE_DATASETS, TFDS_PREFIX,  # noqa: F401
+                                       TOKENIZER_KINDS, VALID_NAMES_TEXT, check_dataset_name, default_data_config)
+from attention_jax.data.tokenizers import (BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, CharVocabulary,  # noqa: F401
+                                           SentencePieceVocabulary, load_tokenizers, save_tokenizers,
+                                           tokenizer_from_json, vocabulary_from_json)
 
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-SPECIALS = ('<pad>', '<s>', '</s>', '<unk>')
-MESSAGE_DATASETS = tuple(f'messages_en_{language}' for language in messages.LANGUAGES)
-DATASETS = synthetic.TASKS + MESSAGE_DATASETS
-
-
-def default_data_config(name: str = 'date') -> ml_collections.ConfigDict:
-  """The data fields every translation config has (see each field's comment)."""
-  config = ml_collections.ConfigDict()
-  config.name = name                  # copy | reverse | sort | date | messages_en_fr | messages_en_de | messages_en_es
-  config.data_dir = 'data'            # built datasets and vocabularies are cached here
-  config.num_train = 20000            # synthetic tasks: training examples
-  config.num_eval = 1000              # synthetic tasks: validation / test / test_long examples each
-  config.min_length = 3               # copy/reverse/sort: shortest input
-  config.max_length = 10              # copy/reverse/sort: longest training input (test_long goes to 2x)
-  config.alphabet_size = 10           # copy/reverse/sort: letters used
-  config.seed = 0                     # generation seed (the data, not the training order)
-  config.max_source_length = 0        # S incl. EOS; 0 = derive from the task
-  config.max_target_length = 0        # T incl. EOS; 0 = derive from the task
-  config.vocab_size = 4000            # real corpora: SentencePiece vocabulary (shared by source and target)
-  return config
-
-
-class CharVocabulary:
-  """Character-level tokenizer: ids 0-3 are PAD, BOS, EOS, UNK, then the characters in the given order."""
-
-  def __init__(self, characters: str):
-    if len(set(characters)) != len(characters):
-      raise ValueError('CharVocabulary characters must be unique.')
-    self.characters = characters
-    self._index = {c: i + len(SPECIALS) for i, c in enumerate(characters)}
-
-  @property
-  def vocab_size(self) -> int:
-    return len(SPECIALS) + len(self.characters)
-
-  def encode(self, text: str) -> list[int]:
-    return [self._index.get(c, UNK_ID) for c in text]
-
-  def decode(self, ids: Sequence[int]) -> str:
-    """Stops at EOS; drops PAD/BOS; UNK shows as '?'."""
-    out = []
-    for i in np.asarray(ids).tolist():
-      if i == EOS_ID:
-        break
-      if i >= len(SPECIALS):
-        out.append(self.characters[i - len(SPECIALS)])
-      elif i == UNK_ID:
-        out.append('?')
-    return ''.join(out)
-
-  def tokens(self, ids: Sequence[int]) -> list[str]:
-    """One display label per id (for heatmap axes), EOS shown as '</s>'."""
-    labels = []
-    for i in np.asarray(ids).tolist():
-      if i == PAD_ID:
-        break
-      labels.append(SPECIALS[i] if i < len(SPECIALS) else self.characters[i - len(SPECIALS)])
-      if i == EOS_ID:
-        break
-    return labels
-
-  def to_json(self) -> dict:
-    return {'type': 'char', 'characters': self.characters}
-
-  @classmethod
-  def from_json(cls, data: dict) -> CharVocabulary:
-    if data.get('type') != 'char':
-      raise ValueError(f'Not a character vocabulary: {data.get("type")!r}.')
-    return cls(data['characters'])
-
-
-class SentencePieceVocabulary:
-  """A SentencePiece (unigram) model with ids 0-3 = PAD, BOS, EOS, UNK, trained on the training split."""
-
-  def __init__(self, model_proto: bytes):
-    import sentencepiece   # only real corpora need it
-    self._proto = model_proto
-    self._processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
-
-  @classmethod
-  def train(cls, texts, vocab_size: int, path: str) -> 'SentencePieceVocabulary':
-    """Trains deterministically (one thread, fixed input order) and caches the model at `path`."""
-    import io
-    import sentencepiece
-    if not os.path.exists(path):
-      model = io.BytesIO()
-      sentencepiece.SentencePieceTrainer.train(
-          sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type='unigram',
-          pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID, character_coverage=1.0, num_threads=1,
-          hard_vocab_limit=False, minloglevel=2, shuffle_input_sentence=False)
-      os.makedirs(os.path.dirname(path), exist_ok=True)
-      with open(path + '.tmp', 'wb') as f:
-        f.write(model.getvalue())
-      os.replace(path + '.tmp', path)
-    with open(path, 'rb') as f:
-      return cls(f.read())
-
-  @property
-  def vocab_size(self) -> int:
-    return self._processor.get_piece_size()
-
-  def encode(self, text: str) -> list[int]:
-    return self._processor.encode(text)
-
-  def decode(self, ids: Sequence[int]) -> str:
-    ids = np.asarray(ids).tolist()
-    if EOS_ID in ids:
-      ids = ids[: ids.index(EOS_ID)]
-    return self._processor.decode([i for i in ids if i > UNK_ID or i == UNK_ID])
-
-  def tokens(self, ids: Sequence[int]) -> list[str]:
-    labels = []
-    for i in np.asarray(ids).tolist():
-      if i == PAD_ID:
-        break
-      labels.append(SPECIALS[i] if i < len(SPECIALS) else self._processor.id_to_piece(i))
-      if i == EOS_ID:
-        break
-    return labels
-
-  def to_json(self) -> dict:
-    import base64
-    return {'type': 'sentencepiece', 'model': base64.b64encode(self._proto).decode('ascii')}
-
-
-def vocabulary_from_json(data: dict):
-  """A CharVocabulary or SentencePieceVocabulary from its to_json() form."""
-  if data.get('type') == 'sentencepiece':
-    import base64
-    return SentencePieceVocabulary(base64.b64decode(data['model']))
-  return CharVocabulary.from_json(data)
-
-
-class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
-  """A synthetic task (see attention_jax.data.synthetic) with gold alignments, as array_record files."""
-
-  VERSION = tfds.core.Version('1.0.0')
-
-  def __init__(self, *, task: str, num_train: int, num_eval: int, seed: int, min_length: int, max_length: int,
-               alphabet_size: int, **kwargs):
-    self._options = dict(task=task, num_train=num_train, num_eval=num_eval, seed=seed, min_length=min_length,
-                         max_length=max_length, alphabet_size=alphabet_size)
-    super().__init__(**kwargs)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=f'Synthetic {self._options["task"]} task with gold alignments; options {self._options}.',
-        features=tfds.features.FeaturesDict({
-            'source': tfds.features.Text(),
-            'target': tfds.features.Text(),
-            'alignment': tfds.features.Tensor(shape=(None, 2), dtype=np.int32),   # (target i, source j)
-        }),
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    o = self._options
-    return {split: self._generate_examples(split, o['num_train'] if split == 'train' else o['num_eval'])
-            for split in synthetic.splits(o['task'])}
-
-  def _generate_examples(self, split: str, count: int):
-    o = self._options
-    examples = synthetic.generate(o['task'], split, count, seed=o['seed'], min_length=o['min_length'],
-                                  max_length=o['max_length'], alphabet_size=o['alphabet_size'])
-    for i, example in enumerate(examples):
-      yield i, example
-
-
-def _synthetic_lengths(config) -> tuple[int, int]:
-  if config.name == 'date':
-    return 32, 11                               # longest source ~28 characters; 'yyyy-mm-dd' + EOS
-  return 2 * config.max_length + 1, 2 * config.max_length + 1   # room for the test_long split
+ALIGNMENT_UNITS = ('char', 'word')
+PREPARE_COMMAND = 'python -m experiments.prepare_data --dataset={name}'
 
 
 class TranslationTask:
-  """A built dataset with its vocabularies and fixed padded lengths, serving batches.
+  """A built dataset with its tokenizers and fixed padded lengths, serving batches.
 
   Attributes:
     name: dataset name.
-    source_vocab, target_vocab: tokenizers (encode / decode / tokens / vocab_size).
+    source_tokenizer, target_tokenizer: encode / decode / tokens / vocab_size (also as source_vocab, target_vocab).
     max_source_length: S (incl. EOS); max_target_length: T (incl. EOS).
     has_alignments: whether batches carry 'alignment'.
+    alignment_unit: 'char' or 'word': what the stored gold links index.
     splits: available split names.
   """
 
   def __init__(self, name: str, sources: dict, source_vocab, target_vocab, max_source_length: int,
-               max_target_length: int, has_alignments: bool):
+               max_target_length: int, has_alignments: bool, alignment_unit: str = 'char',
+               keys: tuple[str, str] = ('source', 'target'), max_train_examples: int = 0):
+    if alignment_unit not in ALIGNMENT_UNITS:
+      raise ValueError(f'Unknown alignment unit {alignment_unit!r}. Valid units: {", ".join(ALIGNMENT_UNITS)}.')
     self.name = name
     self._sources = sources
     self.source_vocab, self.target_vocab = source_vocab, target_vocab
-    self.max_source_length, self.max_target_length = max_source_length, max_target_length
+    self.max_source_length, self.max_target_length = int(max_source_length), int(max_target_length)
     self.has_alignments = has_alignments
+    self.alignment_unit = alignment_unit
+    self._keys = keys
+    self._max_train_examples = int(max_train_examples)
     self.splits = tuple(sources)
     self._kept: dict[str, list[int]] = {}
+
+  @property
+  def source_tokenizer(self):
+    return self.source_vocab
+
+  @property
+  def target_tokenizer(self):
+    return self.target_vocab
 
   def _source(self, split: str):
     if split not in self._sources:
       raise ValueError(f'Dataset {self.name!r} has no split {split!r}. Valid splits: {", ".join(self.splits)}.')
     return self._sources[split]
 
+  def texts(self, record) -> tuple[str, str]:
+    """(source text, target text) of one record."""
+    return _text(record[self._keys[0]]), _text(record[self._keys[1]])
+
   def kept_indices(self, split: str) -> list[int]:
     """Indices of the split's records that fit S and T (computed once)."""
     if split not in self._kept:
       source = self._source(split)
-      self._kept[split] = [i for i in range(len(source)) if self._fits(source[i])]
+      count = len(source)
+      if split == 'train' and self._max_train_examples:
+        count = min(count, self._max_train_examples)
+      self._kept[split] = [i for i in range(count) if self._fits(source[i])]
     return self._kept[split]
 
   def _fits(self, record) -> bool:
-    return (len(self.source_vocab.encode(_text(record['source']))) < self.max_source_length
-            and len(self.target_vocab.encode(_text(record['target']))) < self.max_target_length)
+    source_text, target_text = self.texts(record)
+    return (0 < len(self.source_vocab.encode(source_text)) < self.max_source_length
+            and len(self.target_vocab.encode(target_text)) < self.max_target_length)
 
   def encode(self, record) -> dict[str, np.ndarray]:
     """One tfds record -> padded arrays (see the module docstring)."""
     S, T = self.max_source_length, self.max_target_length
-    src = self.source_vocab.encode(_text(record['source']))[: S - 1] + [EOS_ID]
-    tgt = self.target_vocab.encode(_text(record['target']))[: T - 1]
+    source_text, target_text = self.texts(record)
+    src, src_members = self._tokenize(self.source_vocab, source_text)
+    tgt, tgt_members = self._tokenize(self.target_vocab, target_text)
+    src, tgt = src[: S - 1] + [EOS_ID], tgt[: T - 1]
     out = {'source': np.zeros(S, np.int32), 'target_in': np.zeros(T, np.int32), 'target_out': np.zeros(T, np.int32)}
     out['source'][: len(src)] = src
     out['target_in'][: len(tgt) + 1] = [BOS_ID] + tgt
     out['target_out'][: len(tgt) + 1] = tgt + [EOS_ID]
     if self.has_alignments:
       alignment = np.zeros((T, S), np.float32)
-      links = np.asarray(record['alignment']).reshape(-1, 2)
-      links = links[(links[:, 0] < len(tgt)) & (links[:, 1] < len(src) - 1)]
-      alignment[links[:, 0], links[:, 1]] = 1.0
+      alignment[: len(tgt), : len(src) - 1] = token_alignment(
+          record['alignment'], _first(tgt_members, len(tgt)), _first(src_members, len(src) - 1))
       out['alignment'] = alignment
     return out
+
+  def _tokenize(self, tokenizer, text: str) -> tuple[list[int], np.ndarray | None]:
+    """Ids and, for tasks with alignments, which alignment units each token covers (bool [tokens, units]; None
+    when token i is unit i)."""
+    if not self.has_alignments:
+      return tokenizer.encode(text), None
+    if self.alignment_unit == 'char' and isinstance(tokenizer, CharVocabulary):
+      return tokenizer.encode(text), None          # token i is character i: the common, fast case
+    ids, spans = tokenizer.encode_with_offsets(text)
+    return ids, token_unit_membership(text, spans, self.alignment_unit)
 
   def train_iterator(self, *, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1):
     """Infinite batches of the training split in a seeded order (a new permutation every epoch).
 
-    batch_size is per process; process p of n reads the p-th of n interleaved shards. The returned
-    iterator has get_state() / set_state(state) (JSON-serialisable) to resume exactly.
+    Args:
+      batch_size: examples per batch on THIS process.
+      seed: shuffling seed (each epoch is a different permutation, all derived from it).
+      process_index, process_count: process p of n reads the p-th of n interleaved shards (disjoint).
+
+    Returns:
+      A grain DatasetIterator of batch dicts, with get_state() / set_state(state) (JSON-serialisable)
+      so a restored run sees exactly the batches it would have seen.
     """
+    if not 0 <= process_index < process_count:
+      raise ValueError(f'process_index {process_index} is not in [0, process_count={process_count}).')
     indices = self.kept_indices('train')[process_index::process_count]
     if len(indices) < batch_size:
       raise ValueError(f'Only {len(indices)} training examples for this process, fewer than batch_size={batch_size}.')
@@ -289,72 +167,267 @@ class TranslationTask:
   def examples(self, split: str, max_examples: int | None = None) -> list[tuple[str, str]]:
     """(source text, target text) in the order of eval_batches."""
     source = self._source(split)
-    return [(_text(source[i]['source']), _text(source[i]['target'])) for i in self.kept_indices(split)[:max_examples]]
+    return [self.texts(source[i]) for i in self.kept_indices(split)[:max_examples]]
 
-  def save_vocabularies(self, directory: str) -> None:
-    """Writes vocab.json so a run directory can reproduce tokenisation (see load_vocabularies)."""
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, 'vocab.json'), 'w') as f:
-      json.dump({'source': self.source_vocab.to_json(), 'target': self.target_vocab.to_json(),
-                 'max_source_length': self.max_source_length, 'max_target_length': self.max_target_length}, f)
+  def save_tokenizers(self, directory: str) -> str:
+    """Writes <directory>/vocab.json so a run directory reproduces tokenisation (see load_tokenizers)."""
+    return save_tokenizers(directory, self.source_vocab, self.target_vocab, self.max_source_length,
+                           self.max_target_length)
+
+  save_vocabularies = save_tokenizers
 
 
-def load_vocabularies(directory: str) -> tuple[CharVocabulary, CharVocabulary, int, int]:
-  """(source vocab, target vocab, S, T) saved by TranslationTask.save_vocabularies."""
-  with open(os.path.join(directory, 'vocab.json')) as f:
-    data = json.load(f)
-  return (vocabulary_from_json(data['source']), vocabulary_from_json(data['target']),
-          data['max_source_length'], data['max_target_length'])
+Task = TranslationTask
+load_vocabularies = load_tokenizers
+
+
+def unit_spans(text: str, unit: str) -> np.ndarray:
+  """UTF-8 byte spans int [units, 2] of the alignment units of `text`: each character, or each whitespace-separated
+  word."""
+  if unit not in ALIGNMENT_UNITS:
+    raise ValueError(f'Unknown alignment unit {unit!r}. Valid units: {", ".join(ALIGNMENT_UNITS)}.')
+  sizes = np.fromiter((len(c.encode('utf-8')) for c in text), np.int64, len(text))
+  starts = np.concatenate([[0], np.cumsum(sizes)])             # byte offset of every character (and the end)
+  if unit == 'char':
+    return np.stack([starts[:-1], starts[1:]], axis=1)
+  words = [(m.start(), m.end()) for m in re.finditer(r'\S+', text)]
+  return starts[np.asarray(words, np.int64).reshape(-1, 2)]
+
+
+def token_unit_membership(text: str, token_spans, unit: str) -> np.ndarray:
+  """Which alignment units each token covers, bool [tokens, units].
+
+  A token covers every unit that one of its bytes belongs to. A token of whitespace only (SentencePiece's
+  bare '▁') takes the units of the token after it, the word it starts.
+  """
+  spans = unit_spans(text, unit)
+  owner = np.full(len(text.encode('utf-8')), -1, np.int64)     # unit of every byte; -1 = whitespace
+  for u, (begin, end) in enumerate(spans):
+    owner[begin:end] = u
+  token_spans = np.asarray(token_spans, np.int64).reshape(-1, 2)
+  lengths = np.maximum(token_spans[:, 1] - token_spans[:, 0], 0)
+  token_of_byte = np.repeat(np.arange(len(token_spans)), lengths)
+  byte = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(token_spans[:, 0],
+                                                                                                 lengths)
+  members = np.zeros((len(token_spans), len(spans)), bool)
+  units = owner[np.clip(byte, 0, max(len(owner) - 1, 0))] if len(owner) else np.zeros(0, np.int64)
+  keep = units >= 0
+  members[token_of_byte[keep], units[keep]] = True
+  for t in range(len(members) - 2, -1, -1):
+    if not members[t].any():
+      members[t] = members[t + 1]
+  return members
+
+
+def token_alignment(links, target_members, source_members) -> np.ndarray:
+  """Token-level gold alignment float32 [target tokens, source tokens].
+
+  Args:
+    links: int [K, 2] unit links (target unit, source unit).
+    target_members, source_members: bool [tokens, units] from token_unit_membership, or an int number of
+      tokens when token i is unit i.
+
+  Returns:
+    1.0 where a link joins a unit of the target token to a unit of the source token.
+  """
+  links = np.asarray(links, np.int64).reshape(-1, 2)
+  num_t = target_members if isinstance(target_members, int) else target_members.shape[1]
+  num_s = source_members if isinstance(source_members, int) else source_members.shape[1]
+  links = links[(links[:, 0] < num_t) & (links[:, 1] < num_s)]
+  unit_links = np.zeros((num_t, num_s), np.float32)
+  unit_links[links[:, 0], links[:, 1]] = 1.0
+  if not isinstance(target_members, int):
+    unit_links = target_members.astype(np.float32) @ unit_links
+  if not isinstance(source_members, int):
+    unit_links = unit_links @ source_members.T.astype(np.float32)
+  return (unit_links > 0).astype(np.float32)
+
+
+def _first(members: np.ndarray | None, count: int):
+  """The first `count` rows of a membership matrix, or `count` itself for the identity (None)."""
+  return count if members is None else members[:count]
 
 
 def _text(value) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
-def make_task(data_config) -> TranslationTask:
-  """Builds (first time, seconds) or loads the dataset named by data_config.name.
+def make_task(data_config, *, data_dir: str | None = None) -> TranslationTask:
+  """Builds (synthetic tasks: on first use, seconds) or loads the dataset named by data_config.name.
+
+  Args:
+    data_config: a ConfigDict from default_data_config (possibly edited).
+    data_dir: overrides data_config.data_dir.
 
   Raises:
-    ValueError: unknown dataset name (the message lists the valid ones).
+    ValueError: unknown dataset name or tokenizer (the message lists the valid ones).
+    FileNotFoundError: a real corpus that is not prepared; the message names the command that prepares it.
   """
   name = data_config.name
-  if name not in DATASETS:
-    raise ValueError(f'Unknown dataset {name!r}. Valid datasets: {", ".join(DATASETS)}.')
+  check_dataset_name(name)
+  tokenizer = data_config.get('tokenizer', None) or ('char' if name in synthetic.TASKS else 'sentencepiece')
+  if tokenizer not in TOKENIZER_KINDS:
+    raise ValueError(f'Unknown tokenizer {tokenizer!r}. Valid tokenizers: {", ".join(TOKENIZER_KINDS)}.')
+  data_dir = os.path.expanduser(data_dir or data_config.data_dir)
+  if name in synthetic.TASKS:
+    return _synthetic_task(data_config, data_dir, tokenizer)
   if name in MESSAGE_DATASETS:
-    return _message_task(data_config)
-  options = dict(task=name, num_train=int(data_config.num_train), num_eval=int(data_config.num_eval),
+    built = messages.builder(name.rsplit('_', 1)[1], data_dir)
+    _require_prepared(built, name, data_dir)
+    return _corpus_task(data_config, name, built.as_data_source(), built.data_dir, tokenizer, (40, 48))
+  if name in BIBLE_DATASETS:
+    built = bible.builder(data_dir)
+    _require_prepared(built, name, data_dir)
+    return _corpus_task(data_config, name, built.as_data_source(), built.data_dir, tokenizer, (96, 112),
+                        has_alignments=True, alignment_unit='word')
+  return _tfds_catalog_task(data_config, data_dir, tokenizer)
+
+
+def _require_prepared(builder, name: str, data_dir: str) -> None:
+  if not builder.is_prepared():
+    raise FileNotFoundError(f'The {name} dataset is not prepared in {data_dir}. Run: '
+                            f'{PREPARE_COMMAND.format(name=name)} --data_dir={data_dir}')
+
+
+class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
+  """A synthetic task (see attention_jax.data.synthetic) with gold alignments, as array_record files."""
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def __init__(self, *, task: str, num_train: int, num_eval: int, seed: int, min_length: int, max_length: int,
+               alphabet_size: int, **kwargs):
+    self._options = dict(task=task, num_train=num_train, num_eval=num_eval, seed=seed, min_length=min_length,
+                         max_length=max_length, alphabet_size=alphabet_size)
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=f'Synthetic {self._options["task"]} task with gold alignments; options {self._options}.',
+        features=tfds.features.FeaturesDict({
+            'source': tfds.features.Text(),
+            'target': tfds.features.Text(),
+            'alignment': tfds.features.Tensor(shape=(None, 2), dtype=np.int32),   # (target char, source char)
+        }),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    o = self._options
+    return {split: self._generate_examples(split, o['num_train'] if split == 'train' else o['num_eval'])
+            for split in synthetic.splits(o['task'])}
+
+  def _generate_examples(self, split: str, count: int):
+    o = self._options
+    examples = synthetic.generate(o['task'], split, count, seed=o['seed'], min_length=o['min_length'],
+                                  max_length=o['max_length'], alphabet_size=o['alphabet_size'])
+    for i, example in enumerate(examples):
+      yield i, example
+
+
+def _synthetic_lengths(config) -> tuple[int, int]:
+  if config.name == 'date':
+    return 32, 11                               # longest source ~28 characters; 'yyyy-mm-dd' + EOS
+  return 2 * config.max_length + 1, 2 * config.max_length + 1   # room for the test_long split
+
+
+def synthetic_builder(data_config, data_dir: str) -> SyntheticTranslation:
+  """The (possibly not yet built) builder of a synthetic task, one cache directory per generation setting."""
+  options = dict(task=data_config.name, num_train=int(data_config.num_train), num_eval=int(data_config.num_eval),
                  seed=int(data_config.seed), min_length=int(data_config.min_length),
                  max_length=int(data_config.max_length), alphabet_size=int(data_config.alphabet_size))
-  # One cache directory per generation setting, so changing a size never reuses stale data.
+  # Hashing the options means changing a size never reuses stale data.
   digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
-  data_dir = os.path.join(os.path.expanduser(data_config.data_dir), 'synthetic', f'{name}-{digest}')
-  builder = SyntheticTranslation(data_dir=data_dir, file_format='array_record', **options)
+  directory = os.path.join(data_dir, 'synthetic', f'{data_config.name}-{digest}')
+  return SyntheticTranslation(data_dir=directory, file_format='array_record', **options)
+
+
+def _synthetic_task(data_config, data_dir: str, tokenizer: str) -> TranslationTask:
+  builder = synthetic_builder(data_config, data_dir)
   if not builder.is_prepared():
     tfds.disable_progress_bar()
     builder.download_and_prepare()
-  vocab = CharVocabulary(synthetic.alphabet(name, options['alphabet_size']))
-  default_s, default_t = _synthetic_lengths(data_config)
-  return TranslationTask(name, builder.as_data_source(), vocab, vocab,
-                         int(data_config.max_source_length) or default_s,
-                         int(data_config.max_target_length) or default_t, has_alignments=True)
-
-
-def _message_task(data_config) -> TranslationTask:
-  language = data_config.name.rsplit('_', 1)[1]
-  data_dir = os.path.expanduser(data_config.data_dir)
-  builder = messages.builder(language, data_dir)
-  if not builder.is_prepared():
-    raise FileNotFoundError(f'The {data_config.name} dataset is not prepared in {data_dir}. Run: '
-                            f'{messages.PREPARE_COMMAND.format(language=language)} --data_dir={data_dir}')
   sources = builder.as_data_source()
-  train = sources['train']
+  if tokenizer == 'char':
+    vocab = CharVocabulary(synthetic.alphabet(data_config.name, int(data_config.alphabet_size)))
+  else:
+    vocab = _train_sentencepiece(sources['train'], ('source', 'target'), int(data_config.vocab_size),
+                                 builder.data_dir, 0)
+  default_s, default_t = _synthetic_lengths(data_config)
+  return TranslationTask(data_config.name, sources, vocab, vocab,
+                         int(data_config.max_source_length) or default_s,
+                         int(data_config.max_target_length) or default_t, has_alignments=True,
+                         alignment_unit='char')
+
+
+def _train_sentencepiece(train, keys: tuple[str, str], vocab_size: int, cache_dir: str,
+                         max_train_examples: int) -> SentencePieceVocabulary:
+  """One SentencePiece model shared by source and target, trained on the training split, cached in cache_dir."""
+  count = min(len(train), max_train_examples) if max_train_examples else len(train)
 
   def texts():
-    for i in range(len(train)):
-      yield _text(train[i]['source'])
-      yield _text(train[i]['target'])
+    for i in range(count):
+      record = train[i]
+      yield _text(record[keys[0]])
+      yield _text(record[keys[1]])
 
-  vocab = SentencePieceVocabulary.train(texts(), int(data_config.vocab_size),
-                                        os.path.join(builder.data_dir, f'sentencepiece_{data_config.vocab_size}.model'))
-  return TranslationTask(data_config.name, sources, vocab, vocab, int(data_config.max_source_length) or 40,
-                         int(data_config.max_target_length) or 48, has_alignments=False)
+  suffix = f'_first{count}' if max_train_examples else ''
+  return SentencePieceVocabulary.train(texts(), vocab_size,
+                                       os.path.join(cache_dir, f'sentencepiece_{vocab_size}{suffix}.model'))
+
+
+def _char_tokenizer(train, keys: tuple[str, str], max_train_examples: int) -> CharVocabulary:
+  """Every character of the training split, sorted (others map to UNK)."""
+  count = min(len(train), max_train_examples) if max_train_examples else len(train)
+  characters = set()
+  for i in range(count):
+    record = train[i]
+    characters.update(_text(record[keys[0]]))
+    characters.update(_text(record[keys[1]]))
+  return CharVocabulary(''.join(sorted(characters)))
+
+
+def _corpus_task(data_config, name: str, sources: dict, cache_dir: str, tokenizer: str,
+                 default_lengths: tuple[int, int], *, keys: tuple[str, str] = ('source', 'target'),
+                 has_alignments: bool = False, alignment_unit: str = 'char') -> TranslationTask:
+  max_train = int(data_config.get('max_train_examples', 0) or 0)
+  if tokenizer == 'char':
+    vocab = _char_tokenizer(sources['train'], keys, max_train)
+  else:
+    vocab = _train_sentencepiece(sources['train'], keys, int(data_config.vocab_size), cache_dir, max_train)
+  return TranslationTask(name, sources, vocab, vocab, int(data_config.max_source_length) or default_lengths[0],
+                         int(data_config.max_target_length) or default_lengths[1], has_alignments=has_alignments,
+                         alignment_unit=alignment_unit, keys=keys, max_train_examples=max_train)
+
+
+def tfds_catalog_builder(catalog_name: str, data_dir: str):
+  """The tfds catalog builder for 'ted_hrlr_translate/pt_to_en' etc., writing array_record under data_dir/tfds."""
+  return tfds.builder(catalog_name, data_dir=os.path.join(data_dir, 'tfds'), file_format='array_record')
+
+
+def _tfds_catalog_task(data_config, data_dir: str, tokenizer: str) -> TranslationTask:
+  """Any tfds catalog translation dataset with supervised keys (source, target), read as array_record."""
+  name = data_config.name
+  catalog_name = name[len(TFDS_PREFIX):]
+  try:
+    builder = tfds_catalog_builder(catalog_name, data_dir)
+  except tfds.core.registered.DatasetNotFoundError as error:
+    raise ValueError(f'{catalog_name!r} is not in the tfds catalog: {error}') from None
+  _require_prepared(builder, name, data_dir)
+  keys = builder.info.supervised_keys
+  if not (isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)):
+    raise ValueError(f'tfds dataset {catalog_name!r} has no (source, target) supervised keys: {keys!r}.')
+  splits = tuple(builder.info.splits) or ('train', 'validation', 'test')
+  sources = {split: builder.as_data_source(split=split) for split in splits}
+  if 'train' not in sources:
+    raise ValueError(f'tfds dataset {catalog_name!r} has no train split (splits: {", ".join(splits)}).')
+  # The tokenizer cache is ours, beside (not inside) tfds's own directory of the dataset.
+  cache_dir = os.path.join(data_dir, 'tfds', 'tokenizers', catalog_name, str(builder.version))
+  return _corpus_task(data_config, name, sources, cache_dir, tokenizer, (64, 72), keys=keys)
+
+
+def prepare_tfds_catalog(catalog_name: str, data_dir: str):
+  """Downloads and builds a tfds catalog dataset as array_record (needs the internet; prepare_data runs it)."""
+  builder = tfds_catalog_builder(catalog_name, os.path.expanduser(data_dir))
+  builder.download_and_prepare()
+  return builder

@@ -38,6 +38,7 @@ from attention_jax.training import parallel  # noqa: E402
 from attention_jax.training import seeds as seeds_lib  # noqa: E402
 from attention_jax.training import steps  # noqa: E402
 from attention_jax.training.checkpointing import abstract_like  # noqa: E402
+from attention_jax.training.config import validate_config  # noqa: E402
 from attention_jax.training.loop import decode, evaluate  # noqa: E402
 
 REPORT_METRICS = ('bleu', 'exact_match', 'token_accuracy', 'loss', 'perplexity', 'aer', 'argmax_accuracy')
@@ -298,6 +299,8 @@ def run_comparison(config, workdir: str, command: str = '') -> str:
   unknown = sorted(set(only) - set(names))
   if unknown:
     raise ValueError(f'compare.only names unknown variants {unknown}. Variants: {", ".join(names)}.')
+  for variant in config.compare.variants:
+    validate_config(variant_config(config, variant))    # a bad variant fails now, not after the others trained
   records = []
   for variant in config.compare.variants:
     if only and variant['name'] not in only:

@@ -1,10 +1,13 @@
-"""The fields of a translation experiment config, with defaults; config files start from this."""
+"""The fields of a translation experiment config, with defaults (config files start from this), and their checks."""
 
 from __future__ import annotations
 
 import ml_collections
 
-from attention_jax.data.translation import default_data_config
+from attention_jax.data.translation import DATASETS, default_data_config
+from attention_jax.models import build_model
+from attention_jax.training import parallel
+from attention_jax.training.steps import SCHEDULES
 
 
 def translation_config(dataset: str = 'date') -> ml_collections.ConfigDict:
@@ -58,3 +61,37 @@ def translation_config(dataset: str = 'date') -> ml_collections.ConfigDict:
   config.distributed.process_id = -1
   config.distributed.auto = False               # True on Cloud TPU pods: let JAX find the processes
   return config
+
+
+def validate_config(config) -> None:
+  """Checks a translation config's values before any data is built or compiled.
+
+  Call after `jax.distributed.initialize` (the batch checks use the device and process counts).
+
+  Raises:
+    ValueError: naming the field, the bad value and the valid choices (or the numbers that do not divide).
+  """
+  train, evaluation = config.train, config.eval
+  parallel.check_mode(train.parallel)
+  if config.data.name not in DATASETS:
+    raise ValueError(f'Unknown config.data.name {config.data.name!r}. Valid datasets: {", ".join(DATASETS)}.')
+  if train.schedule not in SCHEDULES:
+    raise ValueError(f'Unknown config.train.schedule {train.schedule!r}. Valid schedules: {", ".join(SCHEDULES)}.')
+  for group, name, minimum in (('train', 'batch_size', 1), ('train', 'num_steps', 1), ('train', 'log_every', 1),
+                               ('train', 'eval_every', 1), ('train', 'checkpoint_every', 1),
+                               ('train', 'keep_checkpoints', 1), ('train', 'warmup_steps', 0),
+                               ('eval', 'batch_size', 1), ('eval', 'max_examples', 0), ('eval', 'beam_size', 0),
+                               ('eval', 'num_heatmaps', 0)):
+    value = config[group][name]
+    if int(value) != value or value < minimum:
+      raise ValueError(f'config.{group}.{name}={value!r} must be an integer >= {minimum}.')
+  if not 0.0 <= train.label_smoothing < 1.0:
+    raise ValueError(f'config.train.label_smoothing={train.label_smoothing} must be in [0, 1).')
+  if not train.learning_rate > 0.0:
+    raise ValueError(f'config.train.learning_rate={train.learning_rate} must be positive.')
+  if train.grad_clip_norm < 0.0:
+    raise ValueError(f'config.train.grad_clip_norm={train.grad_clip_norm} must be >= 0 (0 disables clipping).')
+  # Builds (does not initialise) the model: unknown encoder/decoder/scorer names fail here with the valid ones.
+  build_model(config.model, source_vocab_size=8, target_vocab_size=8, max_source_length=8)
+  parallel.check_batch_size(train.parallel, int(train.batch_size))
+  parallel.check_batch_size(train.parallel, int(evaluation.batch_size), field='eval.batch_size')

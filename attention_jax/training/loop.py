@@ -30,6 +30,7 @@ from attention_jax.training import distributed
 from attention_jax.training import parallel
 from attention_jax.training import steps
 from attention_jax.training.checkpointing import Checkpoints, abstract_like
+from attention_jax.training.config import validate_config
 from attention_jax.training.metrics_writer import MetricsWriter
 
 
@@ -66,26 +67,42 @@ def decode(model, params, source: np.ndarray, eval_config, max_length: int) -> t
   return np.asarray(tokens), np.asarray(weights)
 
 
+def process_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """This process's block of rows of a global batch [B, ...] -> [B / process_count, ...]."""
+  rows = len(batch['source']) // jax.process_count()
+  start = jax.process_index() * rows
+  return {k: v[start:start + rows] for k, v in batch.items()}
+
+
 def evaluate(runner, state, task, model, split: str, config, *, with_decoding: bool) -> dict[str, float]:
-  """Teacher-forced loss/perplexity/accuracy and alignment scores; with decoding also BLEU and exact match."""
+  """Teacher-forced loss/perplexity/accuracy and alignment scores; with decoding also BLEU and exact match.
+
+  The global eval batches are those of a single-process run; each process feeds its own block of rows, so
+  the numbers do not depend on the number of processes.
+  """
   eval_config = config.eval
-  batches = task.eval_batches(split, batch_size=int(eval_config.batch_size) // jax.process_count(),
+  batches = task.eval_batches(split, batch_size=int(eval_config.batch_size),
                               max_examples=eval_config.max_examples or None)
   sums, counts = None, None
-  for batch in batches:
+  for global_batch in batches:
+    batch = process_rows(global_batch)
     metrics, attention = runner.eval_step(state, batch)
     sums = metrics if sums is None else {k: sums[k] + metrics[k] for k in sums}
     if task.has_alignments:
       target_mask = (batch['target_out'] != translation_data.PAD_ID) & (batch['target_out'] != translation_data.EOS_ID)
       c = alignment_counts(attention, batch['alignment'], target_mask)
       counts = c if counts is None else {k: counts[k] + c[k] for k in counts}
+  if counts is not None and jax.process_count() > 1:
+    # The metric sums above are already global (computed on global arrays); the host-side counts are not.
+    totals = multihost_utils.process_allgather(np.asarray(list(counts.values()), np.float32)).sum(0)
+    counts = dict(zip(counts, totals.tolist()))
   results = steps.summarize(sums)
   if counts is not None and config.model.decoder != 'none':
     results.update(alignment_summary(counts))
   if with_decoding:
     params = runner.get_state(state).params
     hypotheses, references = [], [target for _, target in task.examples(split, eval_config.max_examples or None)]
-    for batch in batches:
+    for batch in batches:   # every process decodes the whole global batch: the same inputs everywhere
       tokens, _ = decode(model, params, batch['source'], eval_config, task.max_target_length)
       hypotheses += [task.target_vocab.decode(t) for t in tokens]
     hypotheses = hypotheses[:len(references)]
@@ -120,7 +137,7 @@ def save_heatmaps(state, runner, task, model, config, directory: str, split: str
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   """Trains config on its dataset in workdir (resuming if possible); returns the final test metrics."""
   distributed.initialize_from_config(config)
-  parallel.check_batch_size(config.train.parallel, int(config.train.batch_size))
+  validate_config(config)          # before building any data: a typo'd value fails in seconds
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
   task, model = build_experiment(config)

@@ -33,12 +33,13 @@ def check_mode(mode: str) -> None:
     raise ValueError(f'Unknown parallel mode {mode!r}. Valid modes: {", ".join(PARALLEL_MODES)}.')
 
 
-def check_batch_size(mode: str, global_batch_size: int) -> None:
-  """The global batch must split evenly over processes and devices."""
+def check_batch_size(mode: str, global_batch_size: int, field: str = 'train.batch_size') -> None:
+  """The global batch (`field` names it in the error) must split evenly over processes and devices."""
   check_mode(mode)
   devices = {'sharded': jax.device_count(), 'pmap': jax.device_count(), 'single': jax.process_count()}[mode]
   if global_batch_size % devices:
-    raise ValueError(f'train.batch_size={global_batch_size} is not divisible by the {devices} devices used by '
+    unit = 'devices' if mode != 'single' else 'processes'
+    raise ValueError(f'{field}={global_batch_size} is not divisible by the {devices} {unit} used by '
                      f'parallel={mode!r}; use a multiple of {devices}.')
 
 

@@ -27,6 +27,7 @@ from flax.training import train_state
 Array = jax.Array
 PAD_ID = 0
 NO_NONFINITE_STEP = 2 ** 31 - 1
+SCHEDULES = ('constant', 'rsqrt')
 
 
 class TrainState(train_state.TrainState):
@@ -46,7 +47,7 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
       step = jnp.maximum(step.astype(jnp.float32), 1.0)
       return peak * jnp.minimum(step / max(warmup, 1), jnp.sqrt(max(warmup, 1) / step))
   else:
-    raise ValueError(f'Unknown schedule {train_config.schedule!r}. Valid schedules: constant, rsqrt.')
+    raise ValueError(f'Unknown schedule {train_config.schedule!r}. Valid schedules: {", ".join(SCHEDULES)}.')
   chain = []
   if train_config.grad_clip_norm:
     chain.append(optax.clip_by_global_norm(float(train_config.grad_clip_norm)))
@@ -57,10 +58,14 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
 def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation, seed: int,
                        source: Array, target_in: Array) -> TrainState:
   """Initialises parameters from `seed` for inputs shaped like source [B, S], target_in [B, T]."""
-  rng = jax.random.key(seed)
-  init_rng, run_rng = jax.random.split(rng)
-  params = model.init({'params': init_rng, 'dropout': init_rng}, source, target_in)['params']
-  return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, rng=jax.random.key_data(run_rng))
+
+  def create(source, target_in):
+    init_rng, run_rng = jax.random.split(jax.random.key(seed))
+    params = model.init({'params': init_rng, 'dropout': init_rng}, source, target_in)['params']
+    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, rng=jax.random.key_data(run_rng))
+
+  # One compiled program: run eagerly, init dispatches (and compiles) each of its ~100 small ops separately.
+  return jax.jit(create)(source, target_in)
 
 
 def token_losses(logits: Array, targets: Array, label_smoothing: float) -> Array:

@@ -15,6 +15,7 @@ def main(port: str, process_id: str, workdir: str, data_dir: str, mode: str):
   config.data.data_dir = data_dir
   config.train.parallel = mode
   config.train.num_steps = 8
+  config.train.log_every = 4
   config.train.eval_every = 8
   config.train.checkpoint_every = 4
   config.eval.num_heatmaps = 0

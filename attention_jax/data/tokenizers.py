@@ -1,0 +1,191 @@
+"""Tokenizers shared by the translation datasets: characters (synthetic tasks) and SentencePiece (real corpora).
+
+Both kinds reserve ids 0-3 for PAD, BOS, EOS and UNK, and have the same interface:
+
+    tokenizer.encode('text') -> [ids]          tokenizer.decode(ids) -> 'text' (stops at EOS)
+    tokenizer.vocab_size                        tokenizer.tokens(ids) -> display labels (heatmap axes)
+    tokenizer.encode_with_offsets('text') -> ([ids], [(begin, end)])   UTF-8 byte span of every token
+    tokenizer.to_json() / tokenizer_from_json(data);  save_tokenizers(dir, ...) / load_tokenizers(dir)
+
+A run directory keeps the tokenizers in vocab.json, so translate/evaluate reproduce the tokenisation.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+SPECIALS = ('<pad>', '<s>', '</s>', '<unk>')
+VOCAB_FILE = 'vocab.json'
+
+
+class CharVocabulary:
+  """Character-level tokenizer: ids 0-3 are PAD, BOS, EOS, UNK, then the characters in the given order."""
+
+  def __init__(self, characters: str):
+    if len(set(characters)) != len(characters):
+      raise ValueError('CharVocabulary characters must be unique.')
+    self.characters = characters
+    self._index = {c: i + len(SPECIALS) for i, c in enumerate(characters)}
+
+  @property
+  def vocab_size(self) -> int:
+    return len(SPECIALS) + len(self.characters)
+
+  def encode(self, text: str) -> list[int]:
+    return [self._index.get(c, UNK_ID) for c in text]
+
+  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids and the UTF-8 byte span of each token (one character each)."""
+    spans, at = [], 0
+    for c in text:
+      size = len(c.encode('utf-8'))
+      spans.append((at, at + size))
+      at += size
+    return self.encode(text), spans
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """Stops at EOS; drops PAD/BOS; UNK shows as '?'."""
+    out = []
+    for i in np.asarray(ids).tolist():
+      if i == EOS_ID:
+        break
+      if i >= len(SPECIALS):
+        out.append(self.characters[i - len(SPECIALS)])
+      elif i == UNK_ID:
+        out.append('?')
+    return ''.join(out)
+
+  def tokens(self, ids: Sequence[int]) -> list[str]:
+    """One display label per id (for heatmap axes), up to and including EOS."""
+    labels = []
+    for i in np.asarray(ids).tolist():
+      if i == PAD_ID:
+        break
+      labels.append(SPECIALS[i] if i < len(SPECIALS) else self.characters[i - len(SPECIALS)])
+      if i == EOS_ID:
+        break
+    return labels
+
+  def to_json(self) -> dict:
+    return {'type': 'char', 'characters': self.characters}
+
+  @classmethod
+  def from_json(cls, data: dict) -> CharVocabulary:
+    if data.get('type') != 'char':
+      raise ValueError(f'Not a character vocabulary: {data.get("type")!r}.')
+    return cls(data['characters'])
+
+
+class SentencePieceVocabulary:
+  """A SentencePiece (unigram) model with ids 0-3 = PAD, BOS, EOS, UNK."""
+
+  def __init__(self, model_proto: bytes):
+    import sentencepiece   # only SentencePiece tasks need it
+    self._proto = model_proto
+    self._processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+
+  @classmethod
+  def train(cls, texts: Iterable[str], vocab_size: int, path: str) -> SentencePieceVocabulary:
+    """Trains on `texts` once and caches the model at `path`; later calls load the cached model.
+
+    Deterministic: one thread, the input in the given order, no sampling of sentences.
+    """
+    if not os.path.exists(path):
+      import sentencepiece
+      model = io.BytesIO()
+      sentencepiece.SentencePieceTrainer.train(
+          sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type='unigram',
+          pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID, character_coverage=1.0, num_threads=1,
+          hard_vocab_limit=False, minloglevel=2, shuffle_input_sentence=False)
+      os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+      with open(path + '.tmp', 'wb') as f:
+        f.write(model.getvalue())
+      os.replace(path + '.tmp', path)     # atomic, so a killed run never leaves half a model in the cache
+    with open(path, 'rb') as f:
+      return cls(f.read())
+
+  @property
+  def vocab_size(self) -> int:
+    return self._processor.get_piece_size()
+
+  def encode(self, text: str) -> list[int]:
+    return self._processor.encode(text)
+
+  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids and the UTF-8 byte span of each piece in `text` (a leading '▁' piece spans its space)."""
+    proto = self._processor.encode(text, out_type='proto')
+    return [p.id for p in proto.pieces], [(p.begin, p.end) for p in proto.pieces]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """Stops at EOS; drops PAD and BOS."""
+    ids = np.asarray(ids).tolist()
+    if EOS_ID in ids:
+      ids = ids[: ids.index(EOS_ID)]
+    return self._processor.decode([i for i in ids if i >= UNK_ID])
+
+  def tokens(self, ids: Sequence[int]) -> list[str]:
+    """One display label per id (for heatmap axes), up to and including EOS."""
+    labels = []
+    for i in np.asarray(ids).tolist():
+      if i == PAD_ID:
+        break
+      labels.append(SPECIALS[i] if i < len(SPECIALS) else self._processor.id_to_piece(i))
+      if i == EOS_ID:
+        break
+    return labels
+
+  def to_json(self) -> dict:
+    return {'type': 'sentencepiece', 'model': base64.b64encode(self._proto).decode('ascii')}
+
+  @classmethod
+  def from_json(cls, data: dict) -> SentencePieceVocabulary:
+    if data.get('type') != 'sentencepiece':
+      raise ValueError(f'Not a SentencePiece vocabulary: {data.get("type")!r}.')
+    return cls(base64.b64decode(data['model']))
+
+
+# The names the rest of the code may prefer; the classes are the same.
+CharTokenizer = CharVocabulary
+SentencePieceTokenizer = SentencePieceVocabulary
+TOKENIZERS = {'char': CharVocabulary, 'sentencepiece': SentencePieceVocabulary}
+
+
+def tokenizer_from_json(data: dict):
+  """A CharVocabulary or SentencePieceVocabulary from its to_json() form."""
+  kind = data.get('type')
+  if kind not in TOKENIZERS:
+    raise ValueError(f'Unknown tokenizer type {kind!r}. Valid types: {", ".join(TOKENIZERS)}.')
+  return TOKENIZERS[kind].from_json(data)
+
+
+vocabulary_from_json = tokenizer_from_json
+
+
+def save_tokenizers(directory: str, source_tokenizer, target_tokenizer, max_source_length: int,
+                    max_target_length: int) -> str:
+  """Writes <directory>/vocab.json (both tokenizers and the padded lengths S, T); returns its path."""
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, VOCAB_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump({'source': source_tokenizer.to_json(), 'target': target_tokenizer.to_json(),
+               'max_source_length': int(max_source_length), 'max_target_length': int(max_target_length)}, f)
+  os.replace(path + '.tmp', path)
+  return path
+
+
+def load_tokenizers(directory: str) -> tuple:
+  """(source tokenizer, target tokenizer, S, T) as written by save_tokenizers."""
+  path = os.path.join(directory, VOCAB_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'No {VOCAB_FILE} in {directory}: not a run directory of a translation task.')
+  with open(path) as f:
+    data = json.load(f)
+  return (tokenizer_from_json(data['source']), tokenizer_from_json(data['target']),
+          data['max_source_length'], data['max_target_length'])
