@@ -29,7 +29,10 @@ def attention_figure(weights: np.ndarray, source_tokens: Sequence[str], target_t
   shown = np.asarray(weights, np.float32)[:t, :s]
   fig, ax = plt.subplots(figsize=(max(3.0, 0.32 * s + 1.5), max(2.5, 0.32 * t + 1.2)))
   image = ax.imshow(shown, cmap='viridis', vmin=0.0, vmax=1.0, aspect='auto')
-  ax.set_xticks(range(s), [_visible(x) for x in source_tokens], rotation=90, fontsize=8)
+  ax.set_xticks(range(s), [_visible(x) for x in source_tokens], fontsize=8)
+  for label in ax.get_xticklabels():
+    # Characters read best upright; longer tokens (words, pieces, '</s>') need the room of a vertical label.
+    label.set_rotation(90 if len(label.get_text()) > 1 else 0)
   ax.set_yticks(range(t), [_visible(x) for x in target_tokens], fontsize=8)
   ax.set_xlabel('source')
   ax.set_ylabel('output')

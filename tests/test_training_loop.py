@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from attention_jax import decoding
-from attention_jax.data import translation as translation_data
+from attention_jax.data import EOS_ID
 from attention_jax.training import checkpointing
 from attention_jax.training.loop import NonFiniteLossError, build_experiment, initial_state, train_and_evaluate
 from attention_jax.training.metrics_writer import read_metrics
@@ -69,8 +69,9 @@ def test_run_writes_metrics_heatmaps_and_resumes(tiny_run):
   for key in ('loss', 'perplexity', 'token_accuracy', 'bleu', 'aer', 'argmax_accuracy', 'exact_match'):
     assert np.isfinite(results[key]), key
   np.testing.assert_allclose(results['perplexity'], np.exp(results['loss']), rtol=1e-5)
-  validation = [r['loss'] for r in records if r['split'] == 'validation']
-  assert validation[-1] < validation[0]
+  validation = [r for r in records if r['split'] == 'validation']
+  assert [r['step'] for r in validation] == [10, 20] and validation[-1]['loss'] < validation[0]['loss']
+  assert {'bleu', 'exact_match', 'aer', 'perplexity'} <= set(validation[-1])
   state, data_state = final_params(config, workdir)
   assert int(state.step) == 20 and data_state == {'next_index': 20}
   # Asking for more steps continues from step 20 instead of starting over.
@@ -97,10 +98,10 @@ def test_translate_prints_translations_and_saves_heatmaps(tiny_run, tmp_path):
   state, _ = final_params(config, workdir)
   source = np.zeros((2, task.max_source_length), np.int32)
   for i, sentence in enumerate(sentences):
-    ids = task.source_vocab.encode(sentence) + [translation_data.EOS_ID]
+    ids = task.source_tokenizer.encode(sentence) + [EOS_ID]
     source[i, :len(ids)] = ids
   tokens, _ = decoding.greedy_decode(model, state.params, source, max_length=task.max_target_length)
-  assert [line[1] for line in lines] == [task.target_vocab.decode(t) for t in np.asarray(tokens)]
+  assert [line[1] for line in lines] == [task.target_tokenizer.decode(t) for t in np.asarray(tokens)]
 
 
 def test_killed_run_restarts_to_the_same_parameters(tiny_run, tmp_path):

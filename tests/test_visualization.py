@@ -20,6 +20,7 @@ def test_figure_puts_source_on_x_and_output_on_y_with_the_weights_cropped():
   ax = fig.axes[0]
   try:
     assert _labels(ax.get_xticklabels()) == ['a', '\u2423', 'b', '</s>']     # a space stays visible
+    assert [t.get_rotation() for t in ax.get_xticklabels()] == [0, 0, 0, 90]   # characters upright
     assert _labels(ax.get_yticklabels()) == ['x', 'y', '</s>']
     assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ('source', 'output', 'demo')
     # Rows are output steps and columns source positions, cropped to the labelled [3, 4] corner.

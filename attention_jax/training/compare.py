@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
 
 from attention_jax import scoring  # noqa: E402
-from attention_jax.data import translation as translation_data  # noqa: E402
+from attention_jax.data import make_task  # noqa: E402
 from attention_jax.models import build_model  # noqa: E402
 from attention_jax.training import parallel  # noqa: E402
 from attention_jax.training import seeds as seeds_lib  # noqa: E402
@@ -66,7 +66,7 @@ def variant_config(config, variant: dict):
 
 
 def _length_buckets(task, split: str, max_examples, edges) -> np.ndarray:
-  lengths = [len(task.source_vocab.encode(src)) for src, _ in task.examples(split, max_examples)]
+  lengths = [len(task.source_tokenizer.encode(src)) for src, _ in task.examples(split, max_examples)]
   return np.digitize(lengths, edges, right=True)
 
 
@@ -82,7 +82,7 @@ def _exact_by_bucket(task, model, params, split, config, edges) -> dict[str, flo
   hypotheses = []
   for batch in task.eval_batches(split, batch_size=int(eval_config.batch_size), max_examples=eval_config.max_examples or None):
     tokens, _ = decode(model, params, batch['source'], eval_config, task.max_target_length)
-    hypotheses += [task.target_vocab.decode(t) for t in tokens]
+    hypotheses += [task.target_tokenizer.decode(t) for t in tokens]
   correct = np.array([h == ref for h, (_, ref) in zip(hypotheses, examples)], np.float32)
   buckets = _length_buckets(task, split, eval_config.max_examples or None, edges)
   out = {}
@@ -96,8 +96,8 @@ def _exact_by_bucket(task, model, params, split, config, edges) -> dict[str, flo
 def train_variant(config, task, variant: dict, run_dir: str) -> dict:
   """Trains every seed of one variant together, evaluates each seed, returns the variant's record."""
   cfg = variant_config(config, variant)
-  model = build_model(cfg.model, source_vocab_size=task.source_vocab.vocab_size,
-                      target_vocab_size=task.target_vocab.vocab_size, max_source_length=task.max_source_length)
+  model = build_model(cfg.model, source_vocab_size=task.source_tokenizer.vocab_size,
+                      target_vocab_size=task.target_tokenizer.vocab_size, max_source_length=task.max_source_length)
   seed_list = [int(s) for s in config.compare.seeds]
   optimizer = steps.make_optimizer(cfg.train)
   source = jnp.zeros((1, task.max_source_length), jnp.int32)
@@ -273,8 +273,8 @@ def _plot_heatmaps(records, task, path):
   for col, record in enumerate(shown):
     for row in range(examples):
       ax = axes[row][col]
-      src = task.source_vocab.tokens(record['heatmap']['source'][row])
-      out = task.target_vocab.tokens(record['heatmap']['tokens'][row])
+      src = task.source_tokenizer.tokens(record['heatmap']['source'][row])
+      out = task.target_tokenizer.tokens(record['heatmap']['tokens'][row])
       ax.imshow(np.asarray(record['heatmap']['weights'][row])[:len(out), :len(src)], cmap='viridis', vmin=0, vmax=1,
                 aspect='auto')
       ax.set_xticks(range(len(src)), src, fontsize=5)
@@ -291,7 +291,7 @@ def run_comparison(config, workdir: str, command: str = '') -> str:
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     f.write(config.to_json_best_effort(indent=2))
-  task = translation_data.make_task(config.data)
+  task = make_task(config.data)
   names = [v['name'] for v in config.compare.variants]
   if len(set(names)) != len(names):
     raise ValueError(f'Variant names must be unique; got {names}.')

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from attention_jax.data.translation import DATASETS, default_data_config
+from attention_jax.data import check_dataset_name, default_data_config
 from attention_jax.models import build_model
 from attention_jax.training import parallel
 from attention_jax.training.steps import SCHEDULES
@@ -54,6 +54,7 @@ def translation_config(dataset: str = 'date') -> ml_collections.ConfigDict:
   config.eval.beam_size = 1              # 1 = greedy
   config.eval.length_penalty = 0.6       # GNMT alpha for beam search
   config.eval.num_heatmaps = 4           # attention heatmaps saved at the end
+  config.eval.validation_bleu = True     # decode the validation split at every eval (BLEU, exact match)
 
   config.distributed = ml_collections.ConfigDict()
   config.distributed.coordinator_address = ''   # 'host:port' for multi-process runs (or env, see distributed.py)
@@ -73,8 +74,7 @@ def validate_config(config) -> None:
   """
   train, evaluation = config.train, config.eval
   parallel.check_mode(train.parallel)
-  if config.data.name not in DATASETS:
-    raise ValueError(f'Unknown config.data.name {config.data.name!r}. Valid datasets: {", ".join(DATASETS)}.')
+  check_dataset_name(config.data.name)
   if train.schedule not in SCHEDULES:
     raise ValueError(f'Unknown config.train.schedule {train.schedule!r}. Valid schedules: {", ".join(SCHEDULES)}.')
   for group, name, minimum in (('train', 'batch_size', 1), ('train', 'num_steps', 1), ('train', 'log_every', 1),

@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 from attention_jax import decoding
 from attention_jax import visualization
 from attention_jax.alignment_metrics import alignment_counts, alignment_summary
-from attention_jax.data import translation as translation_data
+from attention_jax.data import EOS_ID, PAD_ID, CharTokenizer, make_task
 from attention_jax.models import build_model
 from attention_jax.training import distributed
 from attention_jax.training import parallel
@@ -42,11 +42,11 @@ def build_experiment(config):
   """(task, model) for a config. With several processes, process 0 builds the dataset while the others wait."""
   if jax.process_count() > 1:
     if jax.process_index() == 0:
-      translation_data.make_task(config.data)
+      make_task(config.data)
     multihost_utils.sync_global_devices('dataset built')
-  task = translation_data.make_task(config.data)
-  model = build_model(config.model, source_vocab_size=task.source_vocab.vocab_size,
-                      target_vocab_size=task.target_vocab.vocab_size, max_source_length=task.max_source_length)
+  task = make_task(config.data)
+  model = build_model(config.model, source_vocab_size=task.source_tokenizer.vocab_size,
+                      target_vocab_size=task.target_tokenizer.vocab_size, max_source_length=task.max_source_length)
   return task, model
 
 
@@ -89,7 +89,7 @@ def evaluate(runner, state, task, model, split: str, config, *, with_decoding: b
     metrics, attention = runner.eval_step(state, batch)
     sums = metrics if sums is None else {k: sums[k] + metrics[k] for k in sums}
     if task.has_alignments:
-      target_mask = (batch['target_out'] != translation_data.PAD_ID) & (batch['target_out'] != translation_data.EOS_ID)
+      target_mask = (batch['target_out'] != PAD_ID) & (batch['target_out'] != EOS_ID)
       c = alignment_counts(attention, batch['alignment'], target_mask)
       counts = c if counts is None else {k: counts[k] + c[k] for k in counts}
   if counts is not None and jax.process_count() > 1:
@@ -104,9 +104,9 @@ def evaluate(runner, state, task, model, split: str, config, *, with_decoding: b
     hypotheses, references = [], [target for _, target in task.examples(split, eval_config.max_examples or None)]
     for batch in batches:   # every process decodes the whole global batch: the same inputs everywhere
       tokens, _ = decode(model, params, batch['source'], eval_config, task.max_target_length)
-      hypotheses += [task.target_vocab.decode(t) for t in tokens]
+      hypotheses += [task.target_tokenizer.decode(t) for t in tokens]
     hypotheses = hypotheses[:len(references)]
-    tokenize = 'char' if isinstance(task.target_vocab, translation_data.CharVocabulary) else '13a'
+    tokenize = 'char' if isinstance(task.target_tokenizer, CharTokenizer) else '13a'
     results['bleu'] = sacrebleu.corpus_bleu(hypotheses, [references], tokenize=tokenize).score
     results['exact_match'] = float(np.mean([h == r for h, r in zip(hypotheses, references)]))
   return results
@@ -122,14 +122,14 @@ def save_heatmaps(state, runner, task, model, config, directory: str, split: str
                            task.max_target_length)
   paths = []
   for i in range(count):
-    source_tokens = task.source_vocab.tokens(batch['source'][i])
-    output_tokens = task.target_vocab.tokens(tokens[i])
+    source_tokens = task.source_tokenizer.tokens(batch['source'][i])
+    output_tokens = task.target_tokenizer.tokens(tokens[i])
     # The gold links are those of the reference; outline them only when the output has the reference's length.
     gold = batch.get('alignment')
-    same_length = len(output_tokens) == len(task.target_vocab.tokens(batch['target_out'][i]))
+    same_length = len(output_tokens) == len(task.target_tokenizer.tokens(batch['target_out'][i]))
     paths.append(visualization.plot_attention(
         weights[i], source_tokens, output_tokens, os.path.join(directory, f'{split}_{i:02d}.png'),
-        title=f'{config.model.decoder} / {config.model.scorer}: {task.source_vocab.decode(batch["source"][i])!r}',
+        title=f'{config.model.decoder} / {config.model.scorer}: {task.source_tokenizer.decode(batch["source"][i])!r}',
         gold=gold[i] if gold is not None and same_length else None))
   return paths
 
@@ -144,7 +144,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   if is_chief:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
-    task.save_vocabularies(workdir)
+    task.save_tokenizers(workdir)
 
   runner = parallel.Runner(config.train.parallel, model, label_smoothing=float(config.train.label_smoothing))
   state = runner.put_state(initial_state(config, task, model))
@@ -196,7 +196,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         check_finite(sums)
         checkpoints.save(step, runner.get_state(state), batches.get_state())
       if step % int(config.train.eval_every) == 0 or step == num_steps:
-        results = evaluate(runner, state, task, model, 'validation', config, with_decoding=False)
+        results = evaluate(runner, state, task, model, 'validation', config,
+                           with_decoding=bool(config.eval.validation_bleu))
         writer.write(step, 'validation', results)
         checkpoints.save_best(step, runner.get_state(state), batches.get_state(), results)
         if is_chief:

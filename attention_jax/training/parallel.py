@@ -14,7 +14,6 @@ returns host-fetchable metrics without a device axis.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import flax.jax_utils
 import jax

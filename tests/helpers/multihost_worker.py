@@ -1,5 +1,6 @@
 """One process of a 2-process run on 127.0.0.1 (see tests/test_training_loop.py). Trains the tiny config in
-'sharded' mode with each process feeding its own half of every batch, then prints a checksum of the params."""
+'sharded' or 'pmap' mode with each process feeding its own half of every batch, then prints a checksum of the
+params and the test loss."""
 
 import sys
 
@@ -19,6 +20,8 @@ def main(port: str, process_id: str, workdir: str, data_dir: str, mode: str):
   config.train.eval_every = 8
   config.train.checkpoint_every = 4
   config.eval.num_heatmaps = 0
+  config.eval.max_examples = 32              # two global eval batches: the lock-step check needs no more
+  config.eval.validation_bleu = False
   config.distributed.coordinator_address = f'127.0.0.1:{port}'
   config.distributed.num_processes = 2
   config.distributed.process_id = int(process_id)

@@ -1,0 +1,68 @@
+"""Translating with a trained workdir: its config.json, vocab.json (tokenizers) and a checkpoint.
+
+    results = translate(['tue 3 jan. 1995'], workdir, output_dir)    # [(sentence, translation, heatmap PNG)]
+
+The command-line entry point is experiments/translate.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from attention_jax import visualization
+from attention_jax.data import EOS_ID, load_tokenizers
+from attention_jax.models import build_model
+from attention_jax.training import checkpointing
+from attention_jax.training import steps
+from attention_jax.training.loop import decode
+
+
+def load_translator(workdir: str, which: str = 'best') -> tuple:
+  """(config, source tokenizer, target tokenizer, S, T, model, params) from a training workdir."""
+  with open(os.path.join(workdir, 'config.json')) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  source_tokenizer, target_tokenizer, max_source, max_target = load_tokenizers(workdir)
+  model = build_model(config.model, source_vocab_size=source_tokenizer.vocab_size,
+                      target_vocab_size=target_tokenizer.vocab_size, max_source_length=max_source)
+  abstract = steps.create_train_state(model, steps.make_optimizer(config.train), config.seed,
+                                      jnp.zeros((1, max_source), jnp.int32), jnp.zeros((1, max_target), jnp.int32))
+  state = checkpointing.restore_for_inference(workdir, checkpointing.abstract_like(abstract),
+                                              'best' if which == 'best' else 'checkpoints')
+  return config, source_tokenizer, target_tokenizer, max_source, max_target, model, state.params
+
+
+def translate(sentences: Sequence[str], workdir: str, output_dir: str, beam_size: int | None = None,
+              which: str = 'best') -> list[tuple[str, str, str]]:
+  """Translates `sentences` (greedy, or beam search if beam_size > 1; default: the run's eval.beam_size).
+
+  Args:
+    sentences: source texts; longer ones are cut to the run's source length S.
+    workdir: a training workdir.
+    output_dir: where translation_<i>.png attention heatmaps go.
+    which: 'best' (falls back to the latest if no best was saved) or 'latest'.
+
+  Returns:
+    [(sentence, translation, heatmap path)].
+  """
+  config, source_tokenizer, target_tokenizer, max_source, max_target, model, params = load_translator(workdir, which)
+  if beam_size is not None:
+    config.eval.beam_size = beam_size
+  source = np.zeros((len(sentences), max_source), np.int32)
+  for i, sentence in enumerate(sentences):
+    ids = source_tokenizer.encode(sentence)[: max_source - 1] + [EOS_ID]
+    source[i, : len(ids)] = ids
+  tokens, weights = decode(model, params, source, config.eval, max_target)     # beam search if beam_size > 1
+  results = []
+  for i, sentence in enumerate(sentences):
+    output = target_tokenizer.decode(tokens[i])
+    path = visualization.plot_attention(
+        weights[i], source_tokenizer.tokens(source[i]), target_tokenizer.tokens(tokens[i]),
+        os.path.join(output_dir, f'translation_{i:02d}.png'), title=f'{sentence!r} -> {output!r}')
+    results.append((sentence, output, path))
+  return results
