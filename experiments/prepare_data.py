@@ -3,6 +3,8 @@ and names the command below.
 
     python -m experiments.prepare_data --dataset=bible_en_es             # apt-get download (Debian), ~2-3 min
     python -m experiments.prepare_data --dataset=messages_en_fr          # apt-get download (Debian), ~15 s; _de, _es
+    python -m experiments.prepare_data --dataset=debian_summaries        # apt-get update (Debian) or download, ~40 s
+    python -m experiments.prepare_data --dataset=debian_summaries --source_file=Translation-en.xz   # a local copy
     python -m experiments.prepare_data --dataset=tfds:ted_hrlr_translate/pt_to_en   # tfds catalog, needs the internet
     python -m experiments.prepare_data --dataset=vader_sentiment         # pip download (PyPI)
     python -m experiments.prepare_data --dataset=digit_strips            # from scikit-learn's wheel (PyPI)
@@ -19,6 +21,7 @@ from attention_jax.data import config as data_config_lib
 from attention_jax.data import digit_strips
 from attention_jax.data import messages
 from attention_jax.data import sentiment
+from attention_jax.data import summaries
 from attention_jax.data import synthetic
 from attention_jax.data import translation
 
@@ -28,6 +31,8 @@ _DATASET = flags.DEFINE_string(
     + data_config_lib.VALID_NAMES_TEXT)
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Where to build it (default: data/<dataset> for '
                                 'vader_sentiment and digit_strips, else data).')
+_SOURCE_FILE = flags.DEFINE_string('source_file', None, 'debian_summaries only: build from this Translation-en file '
+                                   '(plain, .xz, .gz, .bz2) instead of fetching it.')
 flags.mark_flag_as_required('dataset')
 
 
@@ -39,6 +44,8 @@ def main(argv):
     raise app.UsageError(f'Unknown --dataset={name!r}. Valid datasets: {", ".join(APPLICATION_DATASETS)}, '
                          f'{data_config_lib.VALID_NAMES_TEXT}.')
   data_dir = _DATA_DIR.value or 'data'
+  if _SOURCE_FILE.value and name not in data_config_lib.SUMMARY_DATASETS:
+    raise app.UsageError(f'--source_file is for {", ".join(data_config_lib.SUMMARY_DATASETS)} only, not {name!r}.')
   if name == 'vader_sentiment':
     builder = sentiment.prepare(_DATA_DIR.value or 'data/vader_sentiment')
   elif name == 'digit_strips':
@@ -47,6 +54,9 @@ def main(argv):
     builder = messages.prepare(name.rsplit('_', 1)[1], data_dir)
   elif name in data_config_lib.BIBLE_DATASETS:
     builder = bible.prepare(data_dir)
+  elif name in data_config_lib.SUMMARY_DATASETS:
+    builder = summaries.prepare(data_dir, _SOURCE_FILE.value)
+    print('source:', dict(builder.info.metadata))     # the index is not pinned: its checksum identifies it
   elif name.startswith(data_config_lib.TFDS_PREFIX):
     builder = translation.prepare_tfds_catalog(name[len(data_config_lib.TFDS_PREFIX):], data_dir)
   else:

@@ -9,8 +9,9 @@ from attention_jax.data import synthetic
 MESSAGE_LANGUAGES = ('fr', 'de', 'es')
 MESSAGE_DATASETS = tuple(f'messages_en_{language}' for language in MESSAGE_LANGUAGES)
 BIBLE_DATASETS = ('bible_en_es',)
+SUMMARY_DATASETS = ('debian_summaries',)   # long description -> synopsis (the translation model reused)
 TFDS_PREFIX = 'tfds:'            # 'tfds:ted_hrlr_translate/pt_to_en': any tfds catalog translation dataset
-CORPUS_DATASETS = MESSAGE_DATASETS + BIBLE_DATASETS
+CORPUS_DATASETS = MESSAGE_DATASETS + BIBLE_DATASETS + SUMMARY_DATASETS
 
 
 class _DatasetNames(tuple):
@@ -48,11 +49,13 @@ def default_data_config(name: str = 'date') -> ml_collections.ConfigDict:
   """
   check_dataset_name(name)
   config = ml_collections.ConfigDict()
-  config.name = name                  # copy | reverse | sort | date | bible_en_es | messages_en_{fr,de,es} | tfds:<name>
+  config.name = name                  # copy | reverse | sort | date | bible_en_es | messages_en_{fr,de,es} |
+                                      # debian_summaries | tfds:<name>
   config.data_dir = 'data'            # built datasets, downloads and tokenizer models are cached under it
   config.tokenizer = default_tokenizer(name)   # char | sentencepiece (trained on the training split, cached)
   config.vocab_size = 4000            # sentencepiece: pieces, shared by source and target (ids 0-3 are special)
   config.max_source_length = 0        # S incl. EOS; 0 = the dataset's default; longer examples are left out
+                                      # (debian_summaries: longer documents are cut to their first S - 1 tokens)
   config.max_target_length = 0        # T incl. EOS; 0 = the dataset's default; longer examples are left out
   config.num_train = 20000            # synthetic tasks: training examples
   config.num_eval = 1000              # synthetic tasks: validation / test / test_long examples each

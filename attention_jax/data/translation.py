@@ -29,8 +29,10 @@ import tensorflow_datasets as tfds
 
 from attention_jax.data import bible
 from attention_jax.data import messages
+from attention_jax.data import summaries
 from attention_jax.data import synthetic
-from attention_jax.data.config import (BIBLE_DATASETS, DATASETS, MESSAGE_DATASETS, TFDS_PREFIX,  # noqa: F401
+from attention_jax.data.config import (BIBLE_DATASETS, DATASETS, MESSAGE_DATASETS, SUMMARY_DATASETS,  # noqa: F401
+                                       TFDS_PREFIX,
                                        TOKENIZER_KINDS, VALID_NAMES_TEXT, check_dataset_name, default_data_config)
 from attention_jax.data.tokenizers import (BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, CharVocabulary,  # noqa: F401
                                            SentencePieceVocabulary, load_tokenizers, save_tokenizers,
@@ -50,11 +52,16 @@ class TranslationTask:
     has_alignments: whether batches carry 'alignment'.
     alignment_unit: 'char' or 'word': what the stored gold links index.
     splits: available split names.
+    truncate_sources: sources longer than S are cut to their first S - 1 tokens (+ EOS) instead of left out
+      (summarisation: the document's beginning carries the summary).
   """
 
   def __init__(self, name: str, sources: dict, source_vocab, target_vocab, max_source_length: int,
                max_target_length: int, has_alignments: bool, alignment_unit: str = 'char',
-               keys: tuple[str, str] = ('source', 'target'), max_train_examples: int = 0):
+               keys: tuple[str, str] = ('source', 'target'), max_train_examples: int = 0,
+               truncate_sources: bool = False):
+    if truncate_sources and has_alignments:
+      raise ValueError('truncate_sources cuts sources and so their gold alignments: use it without alignments.')
     if alignment_unit not in ALIGNMENT_UNITS:
       raise ValueError(f'Unknown alignment unit {alignment_unit!r}. Valid units: {", ".join(ALIGNMENT_UNITS)}.')
     self.name = name
@@ -65,6 +72,7 @@ class TranslationTask:
     self.alignment_unit = alignment_unit
     self._keys = keys
     self._max_train_examples = int(max_train_examples)
+    self.truncate_sources = bool(truncate_sources)
     self.splits = tuple(sources)
     self._kept: dict[str, list[int]] = {}
 
@@ -97,7 +105,8 @@ class TranslationTask:
 
   def _fits(self, record) -> bool:
     source_text, target_text = self.texts(record)
-    return (0 < len(self.source_vocab.encode(source_text)) < self.max_source_length
+    source_length = len(self.source_vocab.encode(source_text))
+    return (0 < source_length and (self.truncate_sources or source_length < self.max_source_length)
             and len(self.target_vocab.encode(target_text)) < self.max_target_length)
 
   def encode(self, record) -> dict[str, np.ndarray]:
@@ -280,6 +289,11 @@ def make_task(data_config, *, data_dir: str | None = None) -> TranslationTask:
     _require_prepared(built, name, data_dir)
     return _corpus_task(data_config, name, built.as_data_source(), built.data_dir, tokenizer, (96, 112),
                         has_alignments=True, alignment_unit='word')
+  if name in SUMMARY_DATASETS:
+    built = summaries.builder(data_dir)
+    _require_prepared(built, name, data_dir)
+    return _corpus_task(data_config, name, built.as_data_source(), built.data_dir, tokenizer, (128, 24),
+                        keys=('document', 'summary'), truncate_sources=True)
   return _tfds_catalog_task(data_config, data_dir, tokenizer)
 
 
@@ -389,7 +403,8 @@ def _char_tokenizer(train, keys: tuple[str, str], max_train_examples: int) -> Ch
 
 def _corpus_task(data_config, name: str, sources: dict, cache_dir: str, tokenizer: str,
                  default_lengths: tuple[int, int], *, keys: tuple[str, str] = ('source', 'target'),
-                 has_alignments: bool = False, alignment_unit: str = 'char') -> TranslationTask:
+                 has_alignments: bool = False, alignment_unit: str = 'char',
+                 truncate_sources: bool = False) -> TranslationTask:
   max_train = int(data_config.get('max_train_examples', 0) or 0)
   if tokenizer == 'char':
     vocab = _char_tokenizer(sources['train'], keys, max_train)
@@ -397,7 +412,8 @@ def _corpus_task(data_config, name: str, sources: dict, cache_dir: str, tokenize
     vocab = _train_sentencepiece(sources['train'], keys, int(data_config.vocab_size), cache_dir, max_train)
   return TranslationTask(name, sources, vocab, vocab, int(data_config.max_source_length) or default_lengths[0],
                          int(data_config.max_target_length) or default_lengths[1], has_alignments=has_alignments,
-                         alignment_unit=alignment_unit, keys=keys, max_train_examples=max_train)
+                         alignment_unit=alignment_unit, keys=keys, max_train_examples=max_train,
+                         truncate_sources=truncate_sources)
 
 
 def tfds_catalog_builder(catalog_name: str, data_dir: str):

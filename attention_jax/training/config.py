@@ -55,6 +55,7 @@ def translation_config(dataset: str = 'date') -> ml_collections.ConfigDict:
   config.eval.length_penalty = 0.6       # GNMT alpha for beam search
   config.eval.num_heatmaps = 4           # attention heatmaps saved at the end
   config.eval.validation_bleu = True     # decode the validation split at every eval (BLEU, exact match)
+  config.eval.rouge = False              # also ROUGE-1/2/L F1 of the decoded outputs (summarisation)
 
   config.distributed = ml_collections.ConfigDict()
   config.distributed.coordinator_address = ''   # 'host:port' for multi-process runs (or env, see distributed.py)

@@ -26,6 +26,7 @@ from attention_jax import visualization
 from attention_jax.alignment_metrics import alignment_counts, alignment_summary
 from attention_jax.data import EOS_ID, PAD_ID, CharTokenizer, make_task
 from attention_jax.models import build_model
+from attention_jax.rouge import rouge_scores
 from attention_jax.training import distributed
 from attention_jax.training import parallel
 from attention_jax.training import steps
@@ -75,7 +76,8 @@ def process_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def evaluate(runner, state, task, model, split: str, config, *, with_decoding: bool) -> dict[str, float]:
-  """Teacher-forced loss/perplexity/accuracy and alignment scores; with decoding also BLEU and exact match.
+  """Teacher-forced loss/perplexity/accuracy and alignment scores; with decoding also BLEU and exact match (and
+  ROUGE-1/2/L when config.eval.rouge).
 
   The global eval batches are those of a single-process run; each process feeds its own block of rows, so
   the numbers do not depend on the number of processes.
@@ -109,6 +111,8 @@ def evaluate(runner, state, task, model, split: str, config, *, with_decoding: b
     tokenize = 'char' if isinstance(task.target_tokenizer, CharTokenizer) else '13a'
     results['bleu'] = sacrebleu.corpus_bleu(hypotheses, [references], tokenize=tokenize).score
     results['exact_match'] = float(np.mean([h == r for h, r in zip(hypotheses, references)]))
+    if eval_config.get('rouge', False):
+      results.update(rouge_scores(hypotheses, references))
   return results
 
 
