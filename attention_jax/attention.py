@@ -15,6 +15,10 @@ For step-by-step decoding, do the key-side work once and reuse it:
     cache = batched_prepare_keys(scorer, params, keys)             # once per source batch
     context, weights = batched_attend_prepared(scorer, params, query_t, cache, values, mask)   # every step
 
+Multi-head: `multi_head_attend` runs any stateless scorer per head (weights returned);
+`fused_scaled_dot_attend` is the scaled_dot special case through `jax.nn.dot_product_attention` (XLA, or cuDNN's
+fused kernel on NVIDIA GPUs), context only.
+
 `scorer` is a registered name (see `attention_jax.scoring.names()`) or a `scoring.Scorer`; names are static,
 so bind them before `jax.jit`: `jax.jit(functools.partial(batched_attend, 'additive'))`.
 Weights are float32 (see `attention_jax.weighting`); the context has the dtype of `values`.
@@ -211,3 +215,61 @@ def multi_head_attend(scorer: str | scoring.Scorer, head_params: dict, query: Ar
 
   ctx_NBTH, weights_NBTS = jax.vmap(one_head, in_axes=(0, 2, 2, 2))(head_params, query, keys, values)
   return jnp.moveaxis(ctx_NBTH, 0, 2), jnp.moveaxis(weights_NBTS, 0, 1)
+
+
+FUSED_IMPLEMENTATIONS = ('xla', 'cudnn')
+
+
+def fused_scaled_dot_attend(query: Array, keys: Array, values: Array, mask: Array | None = None, *,
+                            implementation: str = 'xla') -> Array:
+  """`multi_head_attend('scaled_dot', {}, ...)`'s context through `jax.nn.dot_product_attention`.
+
+  The attention weights are never materialised for the caller (cuDNN's flash kernel never forms them), so use it
+  where only the context is needed: training, Transformer self-attention.
+
+  Args:
+    query: [B, T, N, h]; keys: [B, S, N, h]; values: [B, S, N, h].
+    mask: optional bool, True = attend. 'xla': [B, S] or [B, T, S]. 'cudnn': a [B, S] padding mask whose True
+      entries come first in every row (it is passed as per-example lengths, the form cuDNN takes).
+    implementation: 'xla' (any backend) or 'cudnn' (NVIDIA GPU of compute capability >= 8.0, float16/bfloat16
+      inputs, head size a multiple of 8 and at most 128, or 256 on Hopper).
+
+  Returns:
+    context [B, T, N, h] in values.dtype. As in `multi_head_attend`, a query with no attendable key gets a zero
+    context.
+
+  Raises:
+    ValueError: unknown implementation, bad shapes, or a request cuDNN cannot serve (the message says why).
+  """
+  if implementation not in FUSED_IMPLEMENTATIONS:
+    raise ValueError(f'Unknown fused implementation {implementation!r}. Valid: {", ".join(FUSED_IMPLEMENTATIONS)}.')
+  if query.ndim != 4 or keys.shape != values.shape or keys.ndim != 4 or query.shape[2:] != keys.shape[2:]:
+    raise ValueError('fused attention needs query [B, T, N, h], keys and values [B, S, N, h] with the same N and h; '
+                     f'got {tuple(query.shape)}, {tuple(keys.shape)}, {tuple(values.shape)}.')
+  batch, length = query.shape[:2]
+  source_length = keys.shape[1]
+  lengths, dense_mask, has_key = None, None, None
+  if implementation == 'cudnn':
+    if jax.default_backend() != 'gpu':
+      raise ValueError(f"implementation='cudnn' needs an NVIDIA GPU; the JAX backend here is "
+                       f"{jax.default_backend()!r}. Use 'xla' (same numbers) or the vmap path.")
+    if query.dtype not in (jnp.float16, jnp.bfloat16):
+      raise ValueError(f"implementation='cudnn' takes float16 or bfloat16 inputs, not {query.dtype} "
+                       "(set the model's dtype to bfloat16).")
+    if mask is not None:
+      if mask.shape != (batch, source_length):
+        raise ValueError(f"implementation='cudnn' takes a [B, S] = [{batch}, {source_length}] padding mask, not "
+                         f'{tuple(mask.shape)}.')
+      lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
+      has_key = (lengths > 0)[:, None]
+  elif mask is not None:
+    if mask.shape not in ((batch, source_length), (batch, length, source_length)):
+      raise ValueError(f'mask must be [B, S] = [{batch}, {source_length}] or [B, T, S] = [{batch}, {length}, '
+                       f'{source_length}]; got {tuple(mask.shape)}.')
+    dense_mask = mask[:, None, None, :] if mask.ndim == 2 else mask[:, None, :, :]     # [B, 1, T|1, S]
+    has_key = jnp.any(mask, axis=-1) if mask.ndim == 3 else jnp.any(mask, axis=-1)[:, None]   # [B, T|1]
+  context_BTNH = jax.nn.dot_product_attention(query, keys, values, mask=dense_mask, key_value_seq_lengths=lengths,
+                                              implementation=implementation)
+  if has_key is not None:
+    context_BTNH = jnp.where(has_key[:, :, None, None], context_BTNH, jnp.zeros((), context_BTNH.dtype))
+  return context_BTNH.astype(values.dtype)

@@ -29,6 +29,7 @@ from attention_jax import scoring
 from attention_jax import weighting as weighting_lib
 
 Array = jax.Array
+MULTI_HEAD_IMPLEMENTATIONS = ('vmap',) + attention.FUSED_IMPLEMENTATIONS
 
 
 @flax.struct.dataclass
@@ -98,6 +99,9 @@ class MultiHeadAttention(nn.Module):
     scorer_options: keyword options for `scoring.init`, per head.
     use_bias: biases in the q/k/v/output projections.
     dtype: computation dtype of the projections (the weighting is float32 regardless).
+    implementation: 'vmap' (the scorer vmapped over heads, batch and queries; any stateless scorer; returns the
+      weights) or, for scorer='scaled_dot' with softmax only, 'xla' / 'cudnn': `jax.nn.dot_product_attention`
+      (cuDNN's fused kernel on NVIDIA GPUs with bfloat16), which returns no weights (None). Same parameters.
   """
   num_heads: int
   scorer: str = 'scaled_dot'
@@ -107,8 +111,16 @@ class MultiHeadAttention(nn.Module):
   scorer_options: Mapping[str, Any] = FrozenDict()
   use_bias: bool = True
   dtype: Any = jnp.float32
+  implementation: str = 'vmap'
 
   def __post_init__(self):
+    if self.implementation not in MULTI_HEAD_IMPLEMENTATIONS:
+      raise ValueError(f'Unknown implementation {self.implementation!r}. Valid implementations: '
+                       f'{", ".join(MULTI_HEAD_IMPLEMENTATIONS)}.')
+    if self.implementation != 'vmap' and (self.scorer != 'scaled_dot' or self.weighting != 'softmax'):
+      raise ValueError(f"implementation={self.implementation!r} is jax.nn.dot_product_attention: it needs "
+                       f"scorer='scaled_dot' and weighting='softmax', not {self.scorer!r} / {self.weighting!r}; "
+                       "use implementation='vmap' for any other scorer.")
     if scoring.get(self.scorer).state_names:
       raise ValueError(f'scorer {self.scorer!r} needs decoding state and cannot be used per head; stateless '
                        f'scorers: {", ".join(n for n in scoring.names() if not scoring.get(n).state_names)}.')
@@ -117,7 +129,7 @@ class MultiHeadAttention(nn.Module):
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Array | None = None) -> tuple[Array, Array]:
-    """Returns (output [B, T, out_features], weights [B, N, T, S] float32)."""
+    """Returns (output [B, T, out_features], weights [B, N, T, S] float32, or None for 'xla' / 'cudnn')."""
     features = self.qkv_features or inputs_q.shape[-1]
     if features % self.num_heads:
       raise ValueError(f'qkv_features={features} is not divisible by num_heads={self.num_heads}.')
@@ -133,8 +145,12 @@ class MultiHeadAttention(nn.Module):
           jax.random.split(rng, self.num_heads))
 
     head_params = self.param('scorer', init_heads)
-    context_BTNH, weights_BNTS = attention.multi_head_attend(
-        self.scorer, head_params, query_BTNH, key_BSNH, value_BSNH, mask, weighting=self.weighting)
+    if self.implementation == 'vmap':
+      context_BTNH, weights_BNTS = attention.multi_head_attend(
+          self.scorer, head_params, query_BTNH, key_BSNH, value_BSNH, mask, weighting=self.weighting)
+    else:
+      context_BTNH, weights_BNTS = attention.fused_scaled_dot_attend(
+          query_BTNH, key_BSNH, value_BSNH, mask, implementation=self.implementation), None
     out = nn.DenseGeneral(self.out_features or inputs_q.shape[-1], axis=(-2, -1), use_bias=self.use_bias,
                           dtype=self.dtype, name='out')(context_BTNH)
     return out, weights_BNTS

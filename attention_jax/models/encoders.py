@@ -98,12 +98,14 @@ class TransformerEncoderLayer(nn.Module):
   dropout_rate: float = 0.0
   scorer: str = 'scaled_dot'
   dtype: Any = jnp.float32
+  attention_implementation: str = 'vmap'     # see MultiHeadAttention.implementation
 
   @nn.compact
   def __call__(self, x: Array, mask: Array, *, train: bool) -> Array:
     """x [B, S, D], mask [B, S] -> [B, S, D]."""
     h = nn.LayerNorm(dtype=self.dtype)(x)
-    h, _ = MultiHeadAttention(num_heads=self.num_heads, scorer=self.scorer, dtype=self.dtype)(h, h, mask)
+    h, _ = MultiHeadAttention(num_heads=self.num_heads, scorer=self.scorer, dtype=self.dtype,
+                              implementation=self.attention_implementation)(h, h, mask)
     x = x + nn.Dropout(self.dropout_rate, deterministic=not train)(h)
     h = nn.LayerNorm(dtype=self.dtype)(x)
     h = nn.Dense(x.shape[-1], dtype=self.dtype)(nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype)(h)))
@@ -116,6 +118,7 @@ class TransformerEncoder(nn.Module):
   Attributes:
     hidden_dim: model width D (the embeddings are projected to it).
     num_layers, num_heads, mlp_dim, dropout_rate: the usual.
+    attention_implementation: 'vmap' | 'xla' | 'cudnn' (see MultiHeadAttention.implementation).
   """
   hidden_dim: int = 128
   num_layers: int = 2
@@ -123,6 +126,7 @@ class TransformerEncoder(nn.Module):
   mlp_dim: int = 256
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+  attention_implementation: str = 'vmap'
 
   @nn.compact
   def __call__(self, embedded: Array, mask: Array, *, train: bool = False) -> tuple[Array, Array]:
@@ -131,7 +135,8 @@ class TransformerEncoder(nn.Module):
     x = x + sinusoidal_positions(x.shape[1], self.hidden_dim).astype(x.dtype)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     for layer in range(self.num_layers):
-      x = TransformerEncoderLayer(self.num_heads, self.mlp_dim, self.dropout_rate, dtype=self.dtype, name=f'layer_{layer}')(
+      x = TransformerEncoderLayer(self.num_heads, self.mlp_dim, self.dropout_rate, dtype=self.dtype,
+                                  attention_implementation=self.attention_implementation, name=f'layer_{layer}')(
           x, mask, train=train)
     x = jnp.where(mask[..., None], nn.LayerNorm(dtype=self.dtype, name='final_norm')(x), 0.0)
     count = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1)
@@ -142,11 +147,11 @@ ENCODERS = ('gru', 'lstm', 'bigru', 'bilstm', 'transformer')
 
 
 def make_encoder(name: str, *, hidden_dim: int, num_layers: int, num_heads: int, mlp_dim: int,
-                 dropout_rate: float, dtype: Any = jnp.float32) -> nn.Module:
+                 dropout_rate: float, dtype: Any = jnp.float32, attention_implementation: str = 'vmap') -> nn.Module:
   """An encoder by config name ('gru' | 'lstm' | 'bigru' | 'bilstm' | 'transformer')."""
   if name == 'transformer':
     return TransformerEncoder(hidden_dim=hidden_dim, num_layers=num_layers, num_heads=num_heads, mlp_dim=mlp_dim,
-                              dropout_rate=dropout_rate, dtype=dtype)
+                              dropout_rate=dropout_rate, dtype=dtype, attention_implementation=attention_implementation)
   if name not in ENCODERS:
     raise ValueError(f'Unknown encoder {name!r}. Valid encoders: {", ".join(ENCODERS)}.')
   return RNNEncoder(cell_type=name.removeprefix('bi'), hidden_dim=hidden_dim, num_layers=num_layers,

@@ -6,8 +6,9 @@ A small CNN turns the image into a grid of feature vectors (the "annotation vect
     features [B, P, F] = CNN(images [B, H, W, C])
     logits [B, T, V], weights [B, T, P] = model.apply(variables, images, target_in [B, T], train=False)
 
-`weights[b, t].reshape(grid_shape)` is where the model looked when emitting token t. It decodes with
-`attention_jax.decoding` like Seq2Seq (`encode`, `initial_state`, `decode_step`).
+`weights[b, t].reshape(grid_shape)` is where the model looked when emitting token t. Teacher forcing and
+step-by-step decoding (`initial_state`, `decode_step`, used by `attention_jax.decoding`) are Seq2Seq's, from
+their shared base `AttentionDecoderModel`; only `encode` differs.
 
 The doubly stochastic regulariser of Xu et al. (eq. 14) pushes every grid cell to receive a total attention
 of about 1 over the output: lambda * sum_p (1 - sum_t a_tp)^2 (`doubly_stochastic_penalty`).
@@ -25,6 +26,7 @@ from flax.core import FrozenDict
 
 from attention_jax.models.decoders import DECODERS
 from attention_jax.models.decoders import Memory
+from attention_jax.models.seq2seq import AttentionDecoderModel
 
 Array = jax.Array
 
@@ -45,7 +47,7 @@ class ConvEncoder(nn.Module):
     return x
 
 
-class ImageToSequence(nn.Module):
+class ImageToSequence(AttentionDecoderModel):
   """CNN encoder + attention decoder emitting a token sequence.
 
   Attributes:
@@ -87,21 +89,6 @@ class ImageToSequence(nn.Module):
     features = grid.reshape(grid.shape[0], -1, grid.shape[-1])
     mask = jnp.ones(features.shape[:2], bool)
     return self.cell.prepare_memory(features, mask, jnp.mean(features, axis=1))
-
-  def initial_state(self, memory: Memory) -> dict[str, Array]:
-    return self.cell.initial_state(memory)
-
-  def decode_step(self, carry: dict, prev_tokens: Array, memory: Memory) -> tuple[dict, Array, Array]:
-    """prev_tokens [B] -> (carry, logits [B, V] float32, weights [B, P])."""
-    carry, (logits, weights) = self.cell(carry, self.target_embed(prev_tokens), memory, train=False)
-    return carry, logits.astype(jnp.float32), weights
-
-  def __call__(self, images: Array, target_in: Array, *, train: bool = False) -> tuple[Array, Array]:
-    """Teacher forcing: images [B, H, W, C], target_in [B, T] -> (logits [B, T, V], weights [B, T, P])."""
-    memory = self.encode(images, train=train)
-    embedded = self.dropout(self.target_embed(target_in), deterministic=not train)
-    logits, weights = self.cell.teacher_forced(self.initial_state(memory), embedded, memory, train=train)
-    return logits.astype(jnp.float32), weights
 
 
 def grid_shape(model: ImageToSequence, image_height: int, image_width: int) -> tuple[int, int]:

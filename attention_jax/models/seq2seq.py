@@ -29,11 +29,38 @@ from attention_jax.models.decoders import DECODERS
 from attention_jax.models.decoders import Memory
 from attention_jax.models.encoders import ENCODERS
 from attention_jax.models.encoders import make_encoder
+from attention_jax.modules import MULTI_HEAD_IMPLEMENTATIONS
 
 Array = jax.Array
 
 
-class Seq2Seq(nn.Module):
+class AttentionDecoderModel(nn.Module):
+  """What every encoder-attention-decoder model shares once its `encode` has built the decoder's Memory.
+
+  Subclasses define `setup` with `self.cell` (a decoder cell of attention_jax.models.decoders),
+  `self.target_embed` (nn.Embed of the output tokens) and `self.dropout` (nn.Dropout), and
+  `encode(inputs, *, train) -> Memory`.
+  """
+
+  def initial_state(self, memory: Memory) -> dict[str, Array]:
+    """The decoder state before the first output token."""
+    return self.cell.initial_state(memory)
+
+  def decode_step(self, carry: dict, prev_tokens: Array, memory: Memory) -> tuple[dict, Array, Array]:
+    """One inference step: prev_tokens [B] -> (carry, logits [B, V] float32, weights [B, S])."""
+    carry, (logits, weights) = self.cell(carry, self.target_embed(prev_tokens), memory, train=False)
+    return carry, logits.astype(jnp.float32), weights
+
+  def __call__(self, inputs: Array, target_in: Array, *, train: bool = False) -> tuple[Array, Array]:
+    """Teacher forcing: inputs (what `encode` takes), target_in [B, T] -> (logits [B, T, V] float32,
+    weights [B, T, S]), S being what the decoder attends over (source positions, image grid cells)."""
+    memory = self.encode(inputs, train=train)
+    embedded = self.dropout(self.target_embed(target_in), deterministic=not train)
+    logits, weights = self.cell.teacher_forced(self.initial_state(memory), embedded, memory, train=train)
+    return logits.astype(jnp.float32), weights
+
+
+class Seq2Seq(AttentionDecoderModel):
   """Embeddings -> encoder -> attention decoder -> vocabulary logits.
 
   Attributes:
@@ -46,6 +73,8 @@ class Seq2Seq(nn.Module):
     hidden_dim: H, encoder per-direction size and decoder size (Transformer width).
     encoder_layers: stacked encoder layers.
     num_heads, mlp_dim: Transformer encoder only.
+    transformer_attention: Transformer encoder only: 'vmap' (the scorer path), or 'xla' / 'cudnn' for
+      `jax.nn.dot_product_attention` (cuDNN's fused kernel needs an NVIDIA GPU and dtype bfloat16).
     input_feeding: Luong only: feed h~_{t-1} into the next step.
     dropout_rate: on embeddings, between encoder layers and before the output layer.
     pad_id: padding token id.
@@ -65,6 +94,7 @@ class Seq2Seq(nn.Module):
   encoder_layers: int = 1
   num_heads: int = 4
   mlp_dim: int = 256
+  transformer_attention: str = 'vmap'
   input_feeding: bool = True
   dropout_rate: float = 0.0
   pad_id: int = 0
@@ -75,7 +105,8 @@ class Seq2Seq(nn.Module):
     self.target_embed = nn.Embed(self.target_vocab_size, self.embed_dim, dtype=self.dtype)
     self.source_encoder = make_encoder(self.encoder, hidden_dim=self.hidden_dim, num_layers=self.encoder_layers,
                                        num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-                                       dropout_rate=self.dropout_rate, dtype=self.dtype)
+                                       dropout_rate=self.dropout_rate, dtype=self.dtype,
+                                       attention_implementation=self.transformer_attention)
     options = dict(vocab_size=self.target_vocab_size, hidden_dim=self.hidden_dim, cell_type=self.decoder_cell,
                    scorer=self.scorer, weighting=self.weighting, scorer_options=self.scorer_options,
                    dropout_rate=self.dropout_rate, dtype=self.dtype)
@@ -91,25 +122,9 @@ class Seq2Seq(nn.Module):
     encoded, summary = self.source_encoder(embedded, mask, train=train)
     return self.cell.prepare_memory(encoded, mask, summary)
 
-  def initial_state(self, memory: Memory) -> dict[str, Array]:
-    """The decoder state before the first target token."""
-    return self.cell.initial_state(memory)
-
-  def decode_step(self, carry: dict, prev_tokens: Array, memory: Memory) -> tuple[dict, Array, Array]:
-    """One inference step: prev_tokens [B] -> (carry, logits [B, V_t] float32, weights [B, S])."""
-    carry, (logits, weights) = self.cell(carry, self.target_embed(prev_tokens), memory, train=False)
-    return carry, logits.astype(jnp.float32), weights
-
-  def __call__(self, source: Array, target_in: Array, *, train: bool = False) -> tuple[Array, Array]:
-    """Teacher forcing: source [B, S], target_in [B, T] -> (logits [B, T, V_t] float32, weights [B, T, S])."""
-    memory = self.encode(source, train=train)
-    embedded = self.dropout(self.target_embed(target_in), deterministic=not train)
-    logits, weights = self.cell.teacher_forced(self.initial_state(memory), embedded, memory, train=train)
-    return logits.astype(jnp.float32), weights
-
-
 MODEL_FIELDS = ('encoder', 'decoder', 'decoder_cell', 'scorer', 'scorer_options', 'weighting', 'embed_dim',
-                'hidden_dim', 'encoder_layers', 'num_heads', 'mlp_dim', 'input_feeding', 'dropout_rate', 'dtype')
+                'hidden_dim', 'encoder_layers', 'num_heads', 'mlp_dim', 'transformer_attention', 'input_feeding',
+                'dropout_rate', 'dtype')
 
 
 def build_model(model_config: Mapping[str, Any], *, source_vocab_size: int, target_vocab_size: int,
@@ -131,6 +146,9 @@ def build_model(model_config: Mapping[str, Any], *, source_vocab_size: int, targ
     raise ValueError(f'Unknown decoder {config["decoder"]!r}. Valid decoders: {", ".join(DECODERS)}.')
   if config.get('decoder_cell', 'gru') not in ('gru', 'lstm'):
     raise ValueError(f'Unknown decoder_cell {config["decoder_cell"]!r}. Valid cells: gru, lstm.')
+  if config.get('transformer_attention', 'vmap') not in MULTI_HEAD_IMPLEMENTATIONS:
+    raise ValueError(f'Unknown transformer_attention {config["transformer_attention"]!r}. Valid: '
+                     f'{", ".join(MULTI_HEAD_IMPLEMENTATIONS)}.')
   scorer = scoring.get(config.get('scorer', 'additive'))
   options = dict(config.get('scorer_options') or {})
   if scorer.name == 'location':

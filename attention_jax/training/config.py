@@ -29,6 +29,7 @@ def translation_config(dataset: str = 'date') -> ml_collections.ConfigDict:
   config.model.encoder_layers = 1
   config.model.num_heads = 4             # transformer encoder only
   config.model.mlp_dim = 128             # transformer encoder only
+  config.model.transformer_attention = 'vmap'   # transformer encoder only: vmap | xla | cudnn (GPU, bfloat16)
   config.model.input_feeding = True      # luong only: feed the attentional state into the next step
   config.model.dropout_rate = 0.0
   config.model.dtype = 'float32'         # float32 | bfloat16 (mixed precision; params and softmax stay fp32)
