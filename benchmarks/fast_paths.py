@@ -3,6 +3,9 @@
 `einsum_multi_head_attend` is what a dot-product fast path in `attention.multi_head_attend` would look like:
 one einsum over the whole batch and all heads instead of `jax.vmap` over heads, batch and query positions.
 It computes the same function as `attention.multi_head_attend('scaled_dot', {}, ...)`.
+
+`FusedGRUCell` / `build_prototype` / `prototype_params`: the translation model with fused GRU cells (two
+matmuls per step instead of six), the same function as the library model after a parameter conversion.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ def einsum_multi_head_attend(query: Array, keys: Array, values: Array, mask: Arr
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Prototypes of faster recurrent pieces for the translation model (measured by benchmarks.throughput with
-# `--prototype`; the library's models are unchanged).
+# Prototype of a faster recurrent cell for the translation model (measured by benchmarks.throughput's
+# `attention_jax_prototype`; the library's models are unchanged). The other half of the former prototype,
+# the readout and output layer after the decoder scan, is now `models.decoders.BahdanauCell.teacher_forced`.
 
 from typing import Any  # noqa: E402
 
@@ -48,7 +52,6 @@ import flax.linen as nn  # noqa: E402
 
 from attention_jax.models import decoders  # noqa: E402
 from attention_jax.models import seq2seq  # noqa: E402
-from attention_jax.models.encoders import cell_output  # noqa: E402
 
 
 class FusedGRUCell(nn.RNNCellBase):
@@ -85,28 +88,20 @@ class FusedGRUCell(nn.RNNCellBase):
     return 1
 
 
-class HoistedBahdanauCell(decoders.BahdanauCell):
-  """BahdanauCell whose scan carries only the recurrence: the readout tanh(W [s_t; c_t; y_{t-1}]) and the
-  vocabulary projection do not feed back, so they run once on [B, T, .] after the scan (large matmuls)."""
-  fused_gru: bool = False
+def fuse_gru_params(gru_params: dict) -> dict:
+  """`nn.GRUCell` parameters ({ir, iz, in, hr, hz, hn}) -> the same function's `FusedGRUCell` parameters."""
+  cat = lambda names, leaf: jnp.concatenate([gru_params[n][leaf] for n in names], axis=-1)
+  return {'input': {'kernel': cat(('ir', 'iz', 'in'), 'kernel'), 'bias': cat(('ir', 'iz', 'in'), 'bias')},
+          'hidden': {'kernel': cat(('hr', 'hz', 'hn'), 'kernel')},
+          'hidden_bias_n': gru_params['hn']['bias']}
+
+
+class FusedGRUBahdanauCell(decoders.BahdanauCell):
+  """The library's BahdanauCell with a `FusedGRUCell` as its RNN."""
 
   def _setup_common(self):
     super()._setup_common()
-    if self.fused_gru:
-      self.rnn = FusedGRUCell(self.hidden_dim, dtype=self.dtype, name='fused_rnn')
-
-  def recurrent_step(self, carry, prev_embedded, memory):
-    context, weights = self._attend(cell_output(carry['rnn']), carry, memory)
-    rnn_carry, state = self.rnn(carry['rnn'],
-                                jnp.concatenate([prev_embedded, context.astype(prev_embedded.dtype)], -1))
-    return {**carry, 'rnn': rnn_carry, 'prev_weights': weights}, (state, context, weights)
-
-  def teacher_forced(self, carry, embedded_BTE, memory, *, train=False):
-    _, (states_BTH, context_BTD, weights_BTS) = decoders._scan_steps(   # pylint: disable=protected-access
-        lambda cell, c, x: cell.recurrent_step(c, x, memory), self, carry, embedded_BTE)
-    readout = jnp.tanh(self.readout(jnp.concatenate([states_BTH, context_BTD.astype(states_BTH.dtype),
-                                                     embedded_BTE], -1)))
-    return self.output(self.dropout(readout, deterministic=not train)), weights_BTS
+    self.rnn = FusedGRUCell(self.hidden_dim, dtype=self.dtype, name='fused_rnn')
 
 
 class FusedGRUEncoder(nn.Module):
@@ -124,32 +119,42 @@ class FusedGRUEncoder(nn.Module):
 
 
 class PrototypeSeq2Seq(seq2seq.Seq2Seq):
-  """Seq2Seq with `HoistedBahdanauCell` (decoder='bahdanau' only) and, with fused_gru, fused GRU cells in the
-  (unidirectional 'gru') encoder and the decoder. Same calling convention as Seq2Seq."""
-  fused_gru: bool = False
+  """Seq2Seq with fused GRU cells in the Bahdanau GRU decoder and (encoder 'gru', one layer) the encoder. Same
+  calling convention as Seq2Seq; `prototype_params` converts the library model's parameters."""
 
   def setup(self):
-    if self.decoder != 'bahdanau':
-      raise ValueError('the prototype covers the Bahdanau decoder only.')
+    if self.decoder != 'bahdanau' or self.decoder_cell != 'gru':
+      raise ValueError('the prototype covers the Bahdanau decoder with a GRU cell only.')
     self.source_embed = nn.Embed(self.source_vocab_size, self.embed_dim, dtype=self.dtype)
     self.target_embed = nn.Embed(self.target_vocab_size, self.embed_dim, dtype=self.dtype)
-    if self.fused_gru and self.encoder == 'gru':
+    if self.encoder == 'gru' and self.encoder_layers == 1:
       self.source_encoder = FusedGRUEncoder(self.hidden_dim, dtype=self.dtype)
     else:
       self.source_encoder = seq2seq.make_encoder(self.encoder, hidden_dim=self.hidden_dim,
                                                  num_layers=self.encoder_layers, num_heads=self.num_heads,
                                                  mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate,
                                                  dtype=self.dtype)
-    self.cell = HoistedBahdanauCell(vocab_size=self.target_vocab_size, hidden_dim=self.hidden_dim,
-                                    cell_type=self.decoder_cell, scorer=self.scorer, weighting=self.weighting,
-                                    scorer_options=self.scorer_options, dropout_rate=self.dropout_rate,
-                                    dtype=self.dtype, fused_gru=self.fused_gru)
+    self.cell = FusedGRUBahdanauCell(vocab_size=self.target_vocab_size, hidden_dim=self.hidden_dim,
+                                     cell_type=self.decoder_cell, scorer=self.scorer, weighting=self.weighting,
+                                     scorer_options=self.scorer_options, dropout_rate=self.dropout_rate,
+                                     dtype=self.dtype)
     self.dropout = nn.Dropout(self.dropout_rate)
 
 
-def build_prototype(model_config: dict, *, fused_gru: bool, **sizes) -> PrototypeSeq2Seq:
+def build_prototype(model_config: dict, **sizes) -> PrototypeSeq2Seq:
   """`models.build_model`'s validation, then the prototype model with the same fields."""
   reference = seq2seq.build_model(model_config, **sizes)
   fields = {f: getattr(reference, f) for f in seq2seq.MODEL_FIELDS}
   return PrototypeSeq2Seq(source_vocab_size=reference.source_vocab_size,
-                          target_vocab_size=reference.target_vocab_size, fused_gru=fused_gru, **fields)
+                          target_vocab_size=reference.target_vocab_size, **fields)
+
+
+def prototype_params(params: dict) -> dict:
+  """The library model's parameters -> PrototypeSeq2Seq's for the same fields (the same function)."""
+  params = dict(params)                       # shallow copies: the caller's tree is left alone
+  cell = dict(params['cell'])
+  cell['fused_rnn'] = fuse_gru_params(cell.pop('rnn'))
+  params['cell'] = cell
+  if set(params['source_encoder']) == {'GRUCell_0'}:   # the one-layer 'gru' encoder
+    params['source_encoder'] = {'FusedGRUCell_0': fuse_gru_params(params['source_encoder']['GRUCell_0'])}
+  return params

@@ -10,8 +10,8 @@ additive attention, embeddings/hidden/attention size 256, vocabulary 4000 on bot
 20-token sources and targets (no padding, so every implementation computes the same function), Adam 1e-3,
 mean token cross-entropy, teacher forcing.
   attention_jax  `models.build_model` + `training.steps.train_step` under `jax.jit` (decoder = `nn.scan`)
-  attention_jax_prototype  the same step with benchmarks/fast_paths.py's prototype model (readout and output
-                 layer after the decoder scan, fused GRU cells): the measured effect of a proposed fix
+  attention_jax_prototype  the same step with benchmarks/fast_paths.py's prototype model (fused GRU cells in
+                 the encoder and decoder, same function): the measured effect of a proposed fix
   pytorch        benchmarks/torch_baseline.py (the PyTorch seq2seq tutorial's structure: eager, Python loop)
   keras          benchmarks/keras_baseline.py (the TF NMT tutorial's structure: `tf.function` train step)
 
@@ -94,8 +94,8 @@ class JaxTrainer:
                  max_source_length=spec['source_length'])
     if prototype:
       from benchmarks import fast_paths
-      model = fast_paths.build_prototype(model_config(spec), fused_gru=True, **sizes)
-      self.settings += '; prototype decoder (readout/output after the scan) + fused GRU cells'
+      model = fast_paths.build_prototype(model_config(spec), **sizes)
+      self.settings += '; prototype: fused GRU cells'
     else:
       model = build_model(model_config(spec), **sizes)
     example = make_batches(spec, 1)[0]

@@ -56,24 +56,26 @@ def test_fused_gru_cell_equals_flax_gru_cell():
   reference = nn.GRUCell(features=4)
   ref_params = reference.init(jax.random.key(3), h, x)['params']
   ref_params = jax.tree.map(lambda p: p + 0.1, ref_params)   # non-zero biases
-  cat = lambda names, leaf: jnp.concatenate([ref_params[n][leaf] for n in names], axis=-1)
-  fused_params = {'input': {'kernel': cat(('ir', 'iz', 'in'), 'kernel'), 'bias': cat(('ir', 'iz', 'in'), 'bias')},
-                  'hidden': {'kernel': cat(('hr', 'hz', 'hn'), 'kernel')},
-                  'hidden_bias_n': ref_params['hn']['bias']}
   expected, _ = reference.apply({'params': ref_params}, h, x)
-  actual, _ = fast_paths.FusedGRUCell(features=4).apply({'params': fused_params}, h, x)
+  actual, _ = fast_paths.FusedGRUCell(features=4).apply({'params': fast_paths.fuse_gru_params(ref_params)}, h, x)
   np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=1e-5, atol=1e-6)
 
 
-def test_hoisted_decoder_prototype_equals_the_library_model():
+def test_fused_gru_prototype_equals_the_library_model():
   spec = {**throughput.SPEC, 'vocab_size': 30, 'embed_dim': 8, 'hidden_dim': 8, 'attention_dim': 8,
           'batch_size': 2, 'source_length': 6, 'target_length': 5}
   batch = throughput.make_batches(spec, 1)[0]
+  batch['source'][1, 3:] = 0                                   # padding: the encoders' seq_lengths matter
   sizes = dict(source_vocab_size=30, target_vocab_size=30, max_source_length=6)
   model = build_model(throughput.model_config(spec), **sizes)
   params = model.init(jax.random.key(0), batch['source'], batch['target_in'])['params']
-  prototype = fast_paths.build_prototype(throughput.model_config(spec), fused_gru=False, **sizes)
+  params = jax.tree.map(lambda p: p + 0.1, params)             # non-zero GRU biases
+  prototype = fast_paths.build_prototype(throughput.model_config(spec), **sizes)
+  converted = fast_paths.prototype_params(params)
+  shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)
+  assert shapes(converted) == shapes(prototype.init(jax.random.key(0), batch['source'], batch['target_in'])['params'])
+  assert 'fused_rnn' in converted['cell'] and 'FusedGRUCell_0' in converted['source_encoder']
   expected = model.apply({'params': params}, batch['source'], batch['target_in'])
-  actual = prototype.apply({'params': params}, batch['source'], batch['target_in'])   # same parameter tree
+  actual = prototype.apply({'params': converted}, batch['source'], batch['target_in'])
   for a, e in zip(actual, expected):
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-5)

@@ -104,7 +104,7 @@ def test_examples_in_a_batch_are_independent():
   np.testing.assert_allclose(logits_1[0], logits[1], rtol=1e-5, atol=1e-5)
 
 
-def test_dropout_only_in_training():
+def test_dropout_only_in_training_and_on_the_bahdanau_readout():
   model = make('bigru', 'bahdanau', 'additive', dropout_rate=0.5)
   variables = model.init(jax.random.key(0), SOURCE, TARGET_IN)
   eval_a, _ = model.apply(variables, SOURCE, TARGET_IN)
@@ -112,6 +112,26 @@ def test_dropout_only_in_training():
   np.testing.assert_array_equal(eval_a, eval_b)
   train, _ = model.apply(variables, SOURCE, TARGET_IN, train=True, rngs={'dropout': jax.random.key(3)})
   assert not np.allclose(train, eval_a)
+
+  # The decoder alone (Seq2Seq's embedding dropout would change the recurrence's inputs) under train=True: the
+  # attention, i.e. the recurrence, is eval's, and logits = W_o (m * r / keep) + b with eval's readout r and a
+  # 0/1 mask m, as when stepping `__call__`. V > H, so r is recovered from the logits by least squares.
+  def decode(m, train):
+    memory = m.encode(SOURCE)
+    return m.cell.teacher_forced(m.initial_state(memory), m.target_embed(TARGET_IN), memory, train=train)
+
+  eval_logits, eval_weights = model.apply(variables, False, method=decode)
+  train_logits, train_weights = model.apply(variables, True, method=decode, rngs={'dropout': jax.random.key(3)})
+  np.testing.assert_array_equal(train_weights, eval_weights)
+  kernel = np.asarray(variables['params']['cell']['output']['kernel'], np.float64)     # [H, V]
+  bias = np.asarray(variables['params']['cell']['output']['bias'], np.float64)
+  readout = lambda logits: np.linalg.lstsq(kernel.T, (np.asarray(logits, np.float64) - bias).reshape(-1, V).T,
+                                           rcond=None)[0].T                             # [B * T, H]
+  eval_r, train_r = readout(eval_logits), readout(train_logits)
+  np.testing.assert_allclose(train_r @ kernel + bias, np.asarray(train_logits).reshape(-1, V), atol=1e-4)
+  dropped = np.abs(train_r) < 1e-4
+  kept = np.isclose(train_r, 2.0 * eval_r, rtol=1e-3, atol=1e-4)
+  assert np.all(dropped | kept) and dropped.any() and kept.any()
 
 
 def test_bad_model_configs_list_valid_choices():

@@ -8,6 +8,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from attention_jax.alignment_metrics import alignment_counts, alignment_summary
@@ -44,15 +45,66 @@ def tiny_state(seed=0):
   return MODEL, state
 
 
-def test_token_losses_match_numpy_with_label_smoothing():
-  rng = np.random.default_rng(0)
-  logits = rng.standard_normal((2, 3, 5)).astype(np.float32)
-  targets = np.array([[1, 4, 0], [2, 2, 3]])
-  eps = 0.1
-  log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-  smooth = np.full((2, 3, 5), eps / 5) + (1 - eps) * np.eye(5)[targets]
-  want = -(smooth * log_p).sum(-1)
-  np.testing.assert_allclose(steps.token_losses(jnp.asarray(logits), jnp.asarray(targets), eps), want, rtol=1e-5)
+# Logits with PAD (0) targets, a target at the last index, and large magnitudes (log-sum-exp must stay stable).
+LOGITS = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32) * np.float32([[[1]], [[30]]])
+TARGETS = np.array([[1, 4, 0], [2, 0, 0]])
+
+
+def one_hot_cross_entropy(logits, targets, eps):
+  """The reference: -sum_v labels_v log_softmax_v with labels = (1 - eps) one_hot + eps / V, materialised."""
+  vocab = logits.shape[-1]
+  labels = jax.nn.one_hot(targets, vocab) * (1 - eps) + eps / vocab
+  return -jnp.sum(labels * jax.nn.log_softmax(logits), -1)
+
+
+@pytest.mark.parametrize('eps', [0.0, 0.1])
+def test_token_losses_and_gradients_match_the_one_hot_formula(eps):
+  x = LOGITS.astype(np.float64)
+  log_p = x - x.max(-1, keepdims=True)
+  log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+  want = -(((1 - eps) * np.eye(5)[TARGETS] + eps / 5) * log_p).sum(-1)         # numpy, float64
+  losses = steps.token_losses(jnp.asarray(LOGITS), jnp.asarray(TARGETS), eps)
+  assert losses.shape == (2, 3) and losses.dtype == jnp.float32
+  np.testing.assert_allclose(losses, want, rtol=1e-5, atol=1e-5)
+  # Gradients of the PAD-masked sum (what train_step differentiates) equal the one-hot formulation's.
+  mask = jnp.asarray(TARGETS != 0, jnp.float32)
+  masked_sum = lambda fn: jax.grad(lambda z: jnp.sum(fn(z, jnp.asarray(TARGETS), eps) * mask))(jnp.asarray(LOGITS))
+  grad, want_grad = masked_sum(steps.token_losses), masked_sum(one_hot_cross_entropy)
+  np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(grad[TARGETS == 0], 0.0)
+  if eps:   # smoothing pulls every logit, not just the target's: softmax - (1 - eps) one_hot - eps / V
+    softmax = np.exp(log_p)
+    np.testing.assert_allclose(grad[0, 0], softmax[0, 0] - (1 - eps) * np.eye(5)[1] - eps / 5, rtol=1e-5, atol=1e-6)
+
+
+def test_token_correct_is_argmax_equality_with_ties_and_nonfinite_rows():
+  nan, inf = np.nan, np.inf
+  logits = np.array([[[1, 3, 3, 0], [1, 3, 3, 0], [2, 2, 2, 2], [2, 2, 2, 2]],             # ties: the first wins
+                     [[1, nan, 5, nan], [1, nan, 5, nan], [inf, 1, inf, 0], [-inf] * 4],    # NaN / inf rows
+                     [[-inf, -inf, -inf, 7], [0, 0, 0, 0.5], [1, nan, 5, nan], [4, 3, 2, 1]]], np.float32)
+  targets = np.array([[1, 2, 0, 3], [1, 3, 0, 0], [3, 2, 2, 0]])
+  got = np.asarray(steps.token_correct(jnp.asarray(logits), jnp.asarray(targets)))
+  want = np.argmax(logits, -1) == targets
+  np.testing.assert_array_equal(got, want)
+  assert want.any() and not want.all()
+  rng = np.random.default_rng(1)
+  logits = rng.integers(0, 3, (4, 6, 5)).astype(np.float32)                     # many ties
+  targets = rng.integers(0, 5, (4, 6))
+  np.testing.assert_array_equal(steps.token_correct(jnp.asarray(logits), jnp.asarray(targets)),
+                                np.argmax(logits, -1) == targets)
+
+
+def test_apply_gradients_if_finite():
+  params = {'w': jnp.array([1.0, 2.0])}
+  state = steps.TrainState.create(apply_fn=None, params=params, tx=optax.sgd(0.5), rng=jnp.zeros(2, jnp.uint32))
+  grads = {'w': jnp.array([3.0, 4.0])}
+  new_state, grad_norm, nonfinite_step = steps.apply_gradients_if_finite(state, grads, jnp.float32(2.0))
+  np.testing.assert_allclose(new_state.params['w'], [-0.5, 0.0])
+  assert float(grad_norm) == 5.0 and int(nonfinite_step) == steps.NO_NONFINITE_STEP and int(new_state.step) == 1
+  for bad_grads, loss in [({'w': jnp.array([jnp.nan, 1.0])}, 2.0), (grads, jnp.inf), (grads, jnp.nan)]:
+    kept, _, nonfinite_step = steps.apply_gradients_if_finite(new_state, bad_grads, jnp.float32(loss))
+    assert int(nonfinite_step) == 1 and int(kept.step) == 1
+    np.testing.assert_array_equal(kept.params['w'], new_state.params['w'])
 
 
 def test_metrics_are_sums_over_real_tokens():
@@ -109,6 +161,36 @@ def test_nonfinite_step_leaves_state_untouched_and_names_the_step():
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), new_state.params, poisoned.params)
   _, ok = STEP(state, BATCH)
   assert int(ok['nonfinite_step']) == steps.NO_NONFINITE_STEP
+
+
+def test_application_steps_skip_nonfinite_updates():
+  from attention_jax.models.classifier import AttentionPoolingClassifier
+  from attention_jax.models.image_to_sequence import ImageToSequence
+  from attention_jax.training import digit_strips, sentiment
+  classifier = AttentionPoolingClassifier(vocab_size=10, num_classes=2, embed_dim=4, hidden_dim=3, attention_dim=4)
+  reader = ImageToSequence(vocab_size=6, conv_features=(2,), conv_pool=(True,), embed_dim=3, hidden_dim=4)
+  cases = [
+      (classifier, functools.partial(sentiment.classification_step, model=classifier),
+       {'tokens': np.array([[5, 6, 0], [4, 0, 0]], np.int32), 'label': np.array([0, 1], np.int32)}),
+      (reader, functools.partial(digit_strips.caption_step, model=reader, penalty=0.5),
+       {'image': np.ones((2, 4, 6, 1), np.float32), 'target_in': np.array([[1, 3], [1, 4]], np.int32),
+        'target_out': np.array([[3, 2], [4, 0]], np.int32)}),
+  ]
+  for model, step, batch in cases:
+    inputs = [batch['tokens']] if 'tokens' in batch else [batch['image'], batch['target_in']]
+    # Parameters from the shapes alone: an eager or jitted init would cost more than the test itself.
+    shapes = jax.eval_shape(model.init, jax.random.key(0), *inputs)['params']
+    params = jax.tree.map(lambda x: jnp.sin(jnp.arange(x.size, dtype=jnp.float32)).reshape(x.shape) / 2, shapes)
+    state = steps.TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(0.1),
+                                    rng=jax.random.key_data(jax.random.key(1)))
+    step = jax.jit(step)
+    updated, metrics = step(state, batch)
+    assert int(updated.step) == 1 and np.isfinite(float(metrics['loss_sum']))
+    assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(updated.params), jax.tree.leaves(params)))
+    poisoned = updated.replace(params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), updated.params))
+    kept, metrics = step(poisoned, batch)
+    assert not np.isfinite(float(metrics['loss_sum'])) and int(kept.step) == 1
+    jax.tree.map(np.testing.assert_array_equal, kept.opt_state, poisoned.opt_state)
 
 
 def test_sharded_and_pmap_steps_equal_single_device_on_8_devices(tmp_path):

@@ -78,9 +78,7 @@ def caption_step(state, batch, *, model, penalty: float):
     return token_loss + penalty * regulariser, (logits, losses, regulariser)
 
   (loss, (logits, losses, regulariser)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
-  new_state = state.apply_gradients(grads=grads)
-  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+  new_state, _, _ = steps.apply_gradients_if_finite(state, grads, loss)
   count = jnp.sum(mask).astype(jnp.float32)
   correct = jnp.sum((jnp.argmax(logits, -1) == batch['target_out']) * mask)
   return new_state, {'loss_sum': jnp.sum(losses * mask), 'token_accuracy_sum': correct.astype(jnp.float32),

@@ -67,9 +67,7 @@ def classification_step(state, batch, *, model):
     return jnp.mean(losses), (logits, losses)
 
   (loss, (logits, losses)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
-  new_state = state.apply_gradients(grads=grads)
-  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+  new_state, _, _ = steps.apply_gradients_if_finite(state, grads, loss)
   correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)
   return new_state, {'loss_sum': jnp.sum(losses), 'accuracy_sum': jnp.sum(correct),
                      'count': jnp.asarray(losses.shape[0], jnp.float32)}

@@ -1,6 +1,6 @@
 """Pure training and evaluation steps for sequence models (module-level functions; bind statics with partial).
 
-    state = create_train_state(model, optimizer, rng, example_batch)
+    state = create_train_state(model, optimizer, seed, source_BxS, target_in_BxT)
     state, metrics = train_step(state, batch, model=model, label_smoothing=0.1)
     metrics, attention = eval_step(state, batch, model=model)
 
@@ -69,17 +69,42 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
 
 
 def token_losses(logits: Array, targets: Array, label_smoothing: float) -> Array:
-  """Per-token cross-entropy with label smoothing, in float32: logits [B, T, V], targets [B, T] -> [B, T]."""
-  vocab = logits.shape[-1]
-  labels = jax.nn.one_hot(targets, vocab, dtype=jnp.float32)
-  if label_smoothing:
-    labels = labels * (1.0 - label_smoothing) + label_smoothing / vocab
-  return optax.softmax_cross_entropy(logits.astype(jnp.float32), labels)
+  """Per-token cross-entropy with label smoothing, in float32: logits [B, T, V], targets [B, T] -> [B, T].
+
+  The smoothed labels are (1 - eps) one_hot(target) + eps / V, so the loss is
+  (1 - eps) * nll + eps * mean_v(-log_softmax) with -log_softmax_v = lse - x_v:
+  lse - (1 - eps) x_target - eps mean_v(x). Written with logsumexp and a gather, neither [B, T, V] one-hot labels
+  nor [B, T, V] log-probabilities are materialised: at [64, 20, 4000] on CPU this loss with its gradient took
+  about a third of the one-hot version's time, and less than a log_softmax + take_along_axis version.
+  """
+  logits = logits.astype(jnp.float32)
+  lse = jax.nn.logsumexp(logits, axis=-1)
+  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  if not label_smoothing:
+    return lse - target_logit
+  return lse - (1.0 - label_smoothing) * target_logit - label_smoothing * jnp.mean(logits, axis=-1)
+
+
+def token_correct(logits: Array, targets: Array) -> Array:
+  """argmax(logits, -1) == targets without the argmax: logits [B, T, V], targets [B, T] -> bool [B, T].
+
+  The target is argmax's choice when it is maximal and no earlier index is: argmax returns the FIRST maximal
+  index (and, as numpy, the first NaN when there is one, so NaN counts as maximal). Two plain reductions
+  (max, any) fuse with the comparisons; XLA:CPU's variadic (value, index) argmax reduction took twice as long
+  at V = 4000 (measured).
+  """
+  row_max = jnp.max(logits, axis=-1, keepdims=True)
+  is_max = (logits == row_max) | jnp.isnan(logits)
+  index = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+  earlier_max = jnp.any(is_max & (index < targets[..., None]), axis=-1)
+  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)
+  target_is_max = ((target_logit == row_max) | jnp.isnan(target_logit))[..., 0]
+  return target_is_max & ~earlier_max
 
 
 def _metrics(logits: Array, batch: dict, losses: Array) -> dict[str, Array]:
   weights = (batch['target_out'] != PAD_ID).astype(jnp.float32)
-  correct = (jnp.argmax(logits, -1) == batch['target_out']).astype(jnp.float32) * weights
+  correct = token_correct(logits, batch['target_out']).astype(jnp.float32) * weights
   sequence_correct = jnp.all((correct > 0) | (weights == 0), axis=-1) & (jnp.sum(weights, -1) > 0)
   return {
       'loss_sum': jnp.sum(losses * weights),
@@ -88,6 +113,23 @@ def _metrics(logits: Array, batch: dict, losses: Array) -> dict[str, Array]:
       'sequence_correct': jnp.sum(sequence_correct.astype(jnp.float32)),
       'sequence_count': jnp.sum((jnp.sum(weights, -1) > 0).astype(jnp.float32)),
   }
+
+
+def apply_gradients_if_finite(state: train_state.TrainState, grads: Any,
+                              loss: Array) -> tuple[train_state.TrainState, Array, Array]:
+  """The optimiser update, applied only when `loss` (a scalar) and the gradients' global norm are finite.
+
+  A non-finite step must not corrupt the state: the old one is kept and the host stops the run.
+
+  Returns:
+    (new state, grad_norm [] float32, nonfinite_step [] int32: state.step if the update was skipped, else
+    NO_NONFINITE_STEP).
+  """
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  new_state = state.apply_gradients(grads=grads)
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+  return new_state, grad_norm, jnp.where(finite, NO_NONFINITE_STEP, state.step).astype(jnp.int32)
 
 
 def train_step(state: TrainState, batch: dict, *, model: nn.Module, label_smoothing: float = 0.0,
@@ -114,13 +156,8 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module, label_smooth
     grads = jax.lax.psum(grads, axis_name)
     metrics = jax.lax.psum(metrics, axis_name)
   grads = jax.tree.map(lambda g: g / jnp.maximum(metrics['token_count'], 1.0), grads)
-  grad_norm = optax.tree.norm(grads)
-  finite = jnp.isfinite(metrics['loss_sum']) & jnp.isfinite(grad_norm)
-  new_state = state.apply_gradients(grads=grads)
-  # A non-finite step must not corrupt the state: keep the old one (the host stops the run).
-  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
-  metrics['grad_norm'] = grad_norm
-  metrics['nonfinite_step'] = jnp.where(finite, NO_NONFINITE_STEP, state.step).astype(jnp.int32)
+  new_state, grad_norm, nonfinite_step = apply_gradients_if_finite(state, grads, metrics['loss_sum'])
+  metrics.update(grad_norm=grad_norm, nonfinite_step=nonfinite_step)
   return new_state, metrics
 
 
