@@ -8,9 +8,10 @@ and names the command below.
     python -m experiments.prepare_data --dataset=tfds:ted_hrlr_translate/pt_to_en   # tfds catalog, needs the internet
     python -m experiments.prepare_data --dataset=vader_sentiment         # pip download (PyPI)
     python -m experiments.prepare_data --dataset=digit_strips            # from scikit-learn's wheel (PyPI)
+    python -m experiments.prepare_data --dataset=fashion_strips          # apt-get download (Debian), ~1 min
     python -m experiments.prepare_data --dataset=date                    # synthetic tasks build on first use anyway
 
---data_dir defaults to data (data/<dataset> for vader_sentiment and digit_strips).
+--data_dir defaults to data (data/<dataset> for vader_sentiment, digit_strips and fashion_strips).
 """
 
 from absl import app
@@ -25,12 +26,12 @@ from attention_jax.data import summaries
 from attention_jax.data import synthetic
 from attention_jax.data import translation
 
-APPLICATION_DATASETS = ('vader_sentiment', 'digit_strips')
+APPLICATION_DATASETS = ('vader_sentiment', 'digit_strips', 'fashion_strips')
 _DATASET = flags.DEFINE_string(
     'dataset', None, 'Which dataset to prepare: ' + ', '.join(APPLICATION_DATASETS) + ', '
     + data_config_lib.VALID_NAMES_TEXT)
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Where to build it (default: data/<dataset> for '
-                                'vader_sentiment and digit_strips, else data).')
+                                'vader_sentiment, digit_strips and fashion_strips, else data).')
 _SOURCE_FILE = flags.DEFINE_string('source_file', None, 'debian_summaries only: build from this Translation-en file '
                                    '(plain, .xz, .gz, .bz2) instead of fetching it.')
 flags.mark_flag_as_required('dataset')
@@ -50,6 +51,8 @@ def main(argv):
     builder = sentiment.prepare(_DATA_DIR.value or 'data/vader_sentiment')
   elif name == 'digit_strips':
     builder = digit_strips.prepare(_DATA_DIR.value or 'data/digit_strips')
+  elif name == 'fashion_strips':
+    builder = digit_strips.prepare(_DATA_DIR.value or 'data/fashion_strips', source='fashion_mnist')
   elif name in data_config_lib.MESSAGE_DATASETS:
     builder = messages.prepare(name.rsplit('_', 1)[1], data_dir)
   elif name in data_config_lib.BIBLE_DATASETS:

@@ -125,7 +125,7 @@ def test_digit_strips_builder_splits_by_source_image_and_trains(tmp_path):
   assert sum(len(p) for p in pools.values()) == 120
   assert not set(pools['train']) & set(pools['test']) and not set(pools['train']) & set(pools['validation'])
   counts = {'train': 200, 'validation': 40, 'test': 40}
-  builder = digit_data.build(str(tmp_path / 'data'), csv, counts=counts)
+  builder = digit_data.build(str(tmp_path / 'data'), csv, counts=counts)     # source='sklearn_digits'
   sources = builder.as_data_source()
   assert {k: len(v) for k, v in sources.items()} == counts
   for split in ('validation', 'test'):
@@ -151,6 +151,71 @@ def test_digit_strips_builder_splits_by_source_image_and_trains(tmp_path):
   results = train_digit_reader(config, workdir)
   assert set(results['test']) == {'sequence_accuracy', 'digit_accuracy', 'attention_in_span'}
   assert len(os.listdir(os.path.join(workdir, 'overlays'))) == 2
+
+
+def write_idx(path, array: np.ndarray):
+  """An IDX file as in the MNIST distribution: magic 0x00000803/0x00000801 (uint8, rank), big-endian dims, data."""
+  header = bytes([0, 0, 0x08, array.ndim]) + b''.join(int(d).to_bytes(4, 'big') for d in array.shape)
+  with gzip.open(path, 'wb') as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_fake_fashion(directory):
+  """The four IDX files of the Fashion-MNIST distribution: 50 training and 20 test images of 28x28."""
+  rng = np.random.default_rng(0)
+  directory.mkdir()
+  for part, count in (('train', 50), ('t10k', 20)):
+    labels = np.arange(count) % 10
+    images = rng.integers(0, 40, (count, 28, 28))
+    images[np.arange(count), :, labels * 2] = 255                 # class d: a bright column at 2d
+    write_idx(str(directory / f'{part}-images-idx3-ubyte.gz'), images)
+    write_idx(str(directory / f'{part}-labels-idx1-ubyte.gz'), labels)
+
+
+def test_fashion_strips_use_only_official_test_images_in_test(tmp_path):
+  directory = tmp_path / 'fashion'
+  write_fake_fashion(directory)
+  images, labels, pools = digit_data.read_fashion_mnist(str(directory))
+  assert images.shape == (70, 28, 28) and images.max() == 1.0 and labels[50:53].tolist() == [0, 1, 2]
+  assert pools['train'].tolist() == list(range(45)) and pools['validation'].tolist() == list(range(45, 50))
+  assert pools['test'].tolist() == list(range(50, 70))                     # the official test set only
+  counts = {'train': 64, 'validation': 16, 'test': 16}
+  builder = digit_data.build(str(tmp_path / 'data'), str(directory), source='fashion_mnist', counts=counts)
+  test = builder.as_data_source()['test']
+  example = test[0]
+  assert example['image'].shape == (28, 140, 1)
+  assert {int(i) for k in range(len(test)) for i in test[k]['source_indices']} <= set(range(50, 70))
+  for position, index in enumerate(example['source_indices']):
+    np.testing.assert_allclose(example['image'][:, 28 * position:28 * position + 28, 0], images[index])
+  encoded = digit_data.encode_example(example, max_digits=5)
+  assert encoded['spans'][:2].tolist() == [[0, 28], [28, 56]]
+  assert [digit_data.CLASS_NAMES['fashion_mnist'][int(d)] for d in digit_data.decode_digits(encoded['target_out'])] \
+      == [digit_data.CLASS_NAMES['fashion_mnist'][d] for d in example['digits']]
+  with pytest.raises(ValueError, match='Valid sources: sklearn_digits, fashion_mnist'):
+    digit_data.load(str(tmp_path), source='mnist')
+  with pytest.raises(FileNotFoundError, match='--dataset=fashion_strips'):
+    digit_data.load(str(tmp_path / 'empty'), source='fashion_mnist')
+  (directory / 'bad.gz').write_bytes(gzip.compress(b'\x00\x00\x0d\x01' + (3).to_bytes(4, 'big')))
+  with pytest.raises(ValueError, match='not an unsigned-byte IDX file'):
+    digit_data.read_idx(str(directory / 'bad.gz'))
+
+
+@pytest.mark.slow
+def test_fashion_strips_config_trains(tmp_path):
+  directory = tmp_path / 'fashion'
+  write_fake_fashion(directory)
+  digit_data.build(str(tmp_path / 'data'), str(directory), source='fashion_mnist',
+                   counts={'train': 64, 'validation': 16, 'test': 16})
+  from configs import fashion_strips
+  config = fashion_strips.get_config()
+  config.data.data_dir = str(tmp_path / 'data')
+  config.data.num_train, config.data.num_eval = 64, 16
+  config.model.update(conv_features=(4, 4, 8, 8), embed_dim=4, hidden_dim=8, scorer_options={'hidden_dim': 4})
+  config.train.update(batch_size=8, num_steps=2, log_every=1, eval_every=2, checkpoint_every=2)
+  config.eval.update(batch_size=16, num_overlays=1)
+  results = train_digit_reader(config, str(tmp_path / 'run'))
+  assert 0.0 <= results['test']['sequence_accuracy'] <= 1.0
+  assert len(os.listdir(tmp_path / 'run' / 'overlays')) == 1
 
 
 def test_span_hits_by_hand():

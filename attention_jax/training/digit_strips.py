@@ -1,6 +1,7 @@
-"""Reading strips of handwritten digits with spatial attention (Show, Attend and Tell style).
+"""Reading strips of handwritten digits (or Fashion-MNIST clothes) with spatial attention (Show, Attend and Tell
+style).
 
-    train_digit_reader(config, workdir)   # config from configs/digit_strips.py
+    train_digit_reader(config, workdir)   # config from configs/digit_strips.py or configs/fashion_strips.py
 
 Loss: token cross-entropy + lambda * the doubly stochastic penalty (Xu et al. 2015). Reports sequence
 accuracy (the whole strip read right), token accuracy, and attention-in-span accuracy: how often the attention
@@ -33,6 +34,7 @@ def digit_strips_config() -> ml_collections.ConfigDict:
   config.experiment = 'digit_strips'
   config.seed = 0
   config.data = ml_collections.ConfigDict()
+  config.data.source = 'sklearn_digits'         # sklearn_digits (8x8) | fashion_mnist (28x28)
   config.data.data_dir = 'data/digit_strips'     # where `experiments.prepare_data --dataset=digit_strips` built it
   config.data.min_digits = 3
   config.data.max_digits = 5
@@ -124,7 +126,8 @@ def train_digit_reader(config, workdir: str) -> dict[str, dict[str, float]]:
     f.write(config.to_json_best_effort(indent=2))
   counts = {'train': int(config.data.num_train), 'validation': int(config.data.num_eval),
             'test': int(config.data.num_eval)}
-  builder = digit_data.load(config.data.data_dir, min_digits=int(config.data.min_digits),
+  source = config.data.source
+  builder = digit_data.load(config.data.data_dir, source=source, min_digits=int(config.data.min_digits),
                             max_digits=int(config.data.max_digits), counts=counts)
   sources = builder.as_data_source()
   m = config.model
@@ -132,10 +135,11 @@ def train_digit_reader(config, workdir: str) -> dict[str, dict[str, float]]:
                           scorer_options=FrozenDict(m.scorer_options), weighting=m.weighting,
                           conv_features=tuple(m.conv_features), conv_pool=tuple(m.conv_pool), embed_dim=m.embed_dim,
                           hidden_dim=m.hidden_dim, decoder_cell=m.decoder_cell, dropout_rate=m.dropout_rate)
-  width = digit_data.DIGIT_SIZE * int(config.data.max_digits)
-  grid = grid_shape(model, digit_data.DIGIT_SIZE, width)
+  size = digit_data.ITEM_SIZES[source]
+  width = size * int(config.data.max_digits)
+  grid = grid_shape(model, size, width)
   rng = jax.random.key(int(config.seed))
-  image = jnp.zeros((1, digit_data.DIGIT_SIZE, width, 1))
+  image = jnp.zeros((1, size, width, 1))
   target = jnp.zeros((1, int(config.data.max_digits) + 1), jnp.int32)
   params = model.init({'params': rng, 'dropout': rng}, image, target)['params']
   state = steps.TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(float(config.train.learning_rate)),
@@ -153,12 +157,14 @@ def train_digit_reader(config, workdir: str) -> dict[str, dict[str, float]]:
     example = digit_data.encode_example(test[i], max_digits=int(config.data.max_digits))
     decoded, weights = decoding.greedy_decode(model, state.params, jnp.asarray(example['image'])[None],
                                               max_length=int(config.data.max_digits) + 1)
-    read = digit_data.decode_digits(decoded[0])
-    labels = list(read) + ['</s>']
+    names = digit_data.CLASS_NAMES[source]
+    read = [names[int(d)] for d in digit_data.decode_digits(decoded[0])]
+    truth = [names[int(d)] for d in digit_data.decode_digits(example['target_out'])]
+    labels = read + ['</s>']
     overlays.append(visualization.plot_image_attention(
         example['image'], np.asarray(weights[0])[: len(labels)], grid, labels,
         os.path.join(workdir, 'overlays', f'test_{i:02d}.png'),
-        title=f'read {read!r}, true {digit_data.decode_digits(example["target_out"])!r}'))
+        title=f'read {" ".join(read)!r}, true {" ".join(truth)!r}'))
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=2)
   print('test: ' + ', '.join(f'{k} {v:.4g}' for k, v in results['test'].items()))
