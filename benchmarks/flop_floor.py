@@ -1,0 +1,163 @@
+"""The compute floor of the throughput benchmark's training step on this machine, and what the targets demand.
+
+    python -m benchmarks.flop_floor              # ~1 minute
+    python -m benchmarks.flop_floor --quick      # smaller matmuls for the peak (seconds)
+
+1. Matmul FLOPs of one training step (forward + backward) of benchmarks.throughput's model, counted exactly from
+   the jaxpr of `training.steps.train_step`: every `dot_general` contributes 2 x (product of its batch, contracting
+   and free dimensions), multiplied by the trip count of every enclosing `scan` (XLA's own cost analysis counts a
+   loop body once, so it cannot be used here). The same model in PyTorch and Keras performs the same matmuls.
+2. The machine's dense fp32 matmul rate: the best of jitted JAX and (if installed) PyTorch on large square
+   matmuls with all cores, median of repeats.
+3. floor = FLOPs / rate: no implementation of this model, in any framework, trains a step faster on this machine
+   in fp32 (the elementwise work, softmaxes and the Adam update come on top). Set against the step times of
+   benchmarks/results/throughput.json, it says which throughput targets are reachable at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import statistics
+import time
+
+from benchmarks import harness
+from benchmarks import throughput
+
+MODULE = 'benchmarks.flop_floor'
+TARGETS = {'pytorch': 3.0, 'keras': 2.0}     # issue targets: attention_jax tokens/s >= factor x the peer's
+
+
+def dot_general_flops(eqn) -> int:
+  """2 x batch x contracting x free(lhs) x free(rhs) of one dot_general equation."""
+  lhs, rhs = (v.aval.shape for v in eqn.invars[:2])
+  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = eqn.params['dimension_numbers']
+  batch = math.prod(lhs[d] for d in lhs_batch)
+  contract = math.prod(lhs[d] for d in lhs_contract)
+  lhs_free = math.prod(s for d, s in enumerate(lhs) if d not in lhs_contract and d not in lhs_batch)
+  rhs_free = math.prod(s for d, s in enumerate(rhs) if d not in rhs_contract and d not in rhs_batch)
+  return 2 * batch * contract * lhs_free * rhs_free
+
+
+def _sub_jaxprs(eqn):
+  for value in eqn.params.values():
+    for item in value if isinstance(value, (tuple, list)) else (value,):
+      if hasattr(item, 'jaxpr') and hasattr(item.jaxpr, 'eqns'):     # ClosedJaxpr
+        yield item.jaxpr
+      elif hasattr(item, 'eqns'):                                    # Jaxpr
+        yield item
+
+
+def matmul_flops(jaxpr) -> int:
+  """Matmul FLOPs of a jaxpr, scans multiplied out.
+
+  Raises:
+    ValueError: on a while loop (its trip count is not static, so the count would be a guess).
+  """
+  total = 0
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == 'dot_general':
+      total += dot_general_flops(eqn)
+    elif name == 'while':
+      raise ValueError('A while loop has no static trip count; its FLOPs cannot be counted.')
+    else:
+      inner = sum(matmul_flops(sub) for sub in _sub_jaxprs(eqn))
+      total += inner * (int(eqn.params['length']) if name == 'scan' else 1)
+  return total
+
+
+def step_flops(spec: dict) -> tuple[int, int]:
+  """(training-step matmul FLOPs, forward-only matmul FLOPs) of the throughput benchmark's model."""
+  import jax
+  import optax
+  from attention_jax.models import build_model
+  from attention_jax.training import steps
+
+  model = build_model(throughput.model_config(spec), source_vocab_size=spec['vocab_size'],
+                      target_vocab_size=spec['vocab_size'], max_source_length=spec['source_length'])
+  batch = throughput.make_batches(spec, 1)[0]
+  state = steps.create_train_state(model, optax.adam(spec['learning_rate']), 0, batch['source'], batch['target_in'])
+  train = jax.make_jaxpr(functools.partial(steps.train_step, model=model))(state, batch)
+  forward = jax.make_jaxpr(lambda p: model.apply({'params': p}, batch['source'], batch['target_in']))(state.params)
+  return matmul_flops(train.jaxpr), matmul_flops(forward.jaxpr)
+
+
+def jax_matmul_rate(size: int, repeats: int) -> float:
+  """Median GFLOP/s of a jitted fp32 [size, size] x [size, size] matmul."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+  stats = harness.time_call(jax.jit(jnp.matmul), a, b, repeats=repeats)
+  return 2 * size ** 3 / (stats['median_ms'] * 1e-3) / 1e9
+
+
+def torch_matmul_rate(size: int, repeats: int, threads: int) -> float | None:
+  """Median GFLOP/s of torch.mm in fp32 with `threads` threads, or None without PyTorch."""
+  try:
+    import torch
+  except ImportError:
+    return None
+  torch.set_num_threads(threads)
+  a, b = torch.randn(size, size), torch.randn(size, size)
+  for _ in range(2):
+    torch.mm(a, b)
+  runs = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    torch.mm(a, b)
+    runs.append(time.perf_counter() - start)
+  return 2 * size ** 3 / statistics.median(runs) / 1e9
+
+
+def main(argv=None) -> dict:
+  parser = harness.base_parser(__doc__.split('\n')[0], os.path.join('benchmarks', 'results', 'flop_floor.json'))
+  parser.add_argument('--throughput_json', default=os.path.join('benchmarks', 'results', 'throughput.json'),
+                      help='step times of the peers (python -m benchmarks.throughput)')
+  args = parser.parse_args(argv)
+  size, repeats = (512, 3) if args.quick else (2048, 7)
+  spec = throughput.SPEC
+  train_flops, forward_flops = step_flops(spec)
+  rates = {'jax': jax_matmul_rate(size, repeats)}
+  torch_rate = torch_matmul_rate(size, repeats, os.cpu_count() or 1)
+  if torch_rate is not None:
+    rates['pytorch'] = torch_rate
+  peak = max(rates.values())
+  floor_ms = train_flops / (peak * 1e9) * 1e3
+  tokens = spec['batch_size'] * spec['target_length']
+  summary = {'forward_GFLOP': forward_flops / 1e9, 'train_step_GFLOP': train_flops / 1e9,
+             'train_over_forward': train_flops / forward_flops,
+             **{f'{k}_matmul_GFLOP_s': v for k, v in rates.items()},
+             'floor_ms': floor_ms, 'tokens_per_s_ceiling': tokens / (floor_ms * 1e-3)}
+  print(f'Command: {harness.rerun_command(MODULE)}\n')
+  print(harness.markdown_table([summary], list(summary)))
+  rows = []
+  if os.path.exists(args.throughput_json):
+    with open(args.throughput_json) as f:
+      measured = {row['framework']: row for row in json.load(f)['rows']}
+    for peer, factor in TARGETS.items():
+      if peer not in measured:
+        continue
+      steps = {'best_round_ms': min(measured[peer]['round_medians_ms']),
+               'median_step_ms': measured[peer]['median_step_ms']}
+      for column, peer_ms in steps.items():
+        needed = peer_ms / factor
+        rows.append({'target': f'{factor:g}x {peer}', 'peer_step': column, 'peer_ms': peer_ms, 'needed_ms': needed,
+                     'floor_ms': floor_ms, 'needed_over_floor': needed / floor_ms,
+                     'reachable': bool(needed > floor_ms)})
+    print(f'\nAgainst the peers\' step times in {args.throughput_json} (a target is reachable only if its '
+          'needed_ms exceeds floor_ms):\n')
+    print(harness.markdown_table(rows, ['target', 'peer_step', 'peer_ms', 'needed_ms', 'floor_ms',
+                                        'needed_over_floor', 'reachable']))
+  result = {'command': harness.rerun_command(MODULE), 'spec': spec, 'matmul_size': size, **summary,
+            'targets': rows, 'machine': harness.machine_info(['torch'])}
+  harness.write_json(args.out, result)
+  return result
+
+
+if __name__ == '__main__':
+  main()
