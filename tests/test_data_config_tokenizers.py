@@ -16,12 +16,12 @@ from attention_jax.data import translation
 
 def test_default_config_names_and_errors():
   for name in ('copy', 'reverse', 'sort', 'date', 'bible_en_es', 'messages_en_fr', 'messages_en_de',
-               'messages_en_es', 'tfds:ted_hrlr_translate/pt_to_en'):
+               'messages_en_es', 'debian_summaries', 'tfds:ted_hrlr_translate/pt_to_en'):
     config = data.default_data_config(name)
     assert config.name == name and name in data.DATASETS
     assert config.tokenizer == ('char' if name in ('copy', 'reverse', 'sort', 'date') else 'sentencepiece')
   with pytest.raises(ValueError, match=r'Valid datasets: copy, reverse, sort, date, messages_en_fr, messages_en_de, '
-                                       r'messages_en_es, bible_en_es, tfds:<tfds catalog name>'):
+                                       r'messages_en_es, bible_en_es, debian_summaries, tfds:<tfds catalog name>'):
     data.default_data_config('wmt')
   assert 'tfds:' not in data.DATASETS and 'bible' not in data.DATASETS
   config = data.default_data_config('date')
