@@ -71,7 +71,7 @@ def test_parse_joins_paragraphs_and_lists():
 
 
 def test_clean_pairs_filter_and_deduplicate():
-  examples = summaries.clean_pairs(STANZAS)
+  examples = summaries.clean_pairs(summaries.parse_translation_file(STANZAS))
   # 'tiny' (3-word description) and 'oneword' (1-word synopsis) are dropped; 'foo-copy' repeats libfoo1's text.
   assert [e['package'] for e in examples] == ['libfoo1', 'libfoo-dev']
   assert examples[0] == {

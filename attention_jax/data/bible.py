@@ -19,7 +19,6 @@ Splits by chapter (a hash of book and chapter), so no chapter is in two splits: 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from attention_jax.data import debian
+from attention_jax.data.splits import hash_split
 
 PINNED_PACKAGES = {'sword-text-kjv': '14.3-1', 'sword-text-sparv': '2.60-1'}   # Debian 12 (bookworm)
 MODULES_DIR = os.path.join('usr', 'share', 'sword', 'modules', 'texts', 'ztext')
@@ -118,9 +118,7 @@ def verse_example(reference: str, english_markup: str, spanish_markup: str) -> d
 
 def split_of(reference: str) -> str:
   """'train' / 'validation' / 'test' from a hash of the chapter of a 'Book.chapter.verse' reference."""
-  chapter = reference.rsplit('.', 1)[0]
-  bucket = int(hashlib.md5(chapter.encode('utf-8')).hexdigest(), 16) % 20
-  return 'test' if bucket == 0 else 'validation' if bucket == 1 else 'train'
+  return hash_split(reference.rsplit('.', 1)[0], buckets=20)
 
 
 def sword_verses(english_module_dir: str, spanish_module_dir: str, books: Iterable[str] | None = None

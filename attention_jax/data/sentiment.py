@@ -18,7 +18,6 @@ Prepare once (downloads the sdist from PyPI with pip, builds array_record files,
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,8 @@ from collections.abc import Iterator, Sequence
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
+
+from attention_jax.data.splits import hash_split
 
 VADER_VERSION = '3.3.2'
 DOMAIN_FILES = {
@@ -64,8 +65,7 @@ def fine_label(score: float) -> int:
 
 def split_of(domain: str, example_id: str) -> str:
   """'train' (80%), 'validation' (10%) or 'test' (10%), from a hash of the example's identity."""
-  bucket = int(hashlib.md5(f'{domain}/{example_id}'.encode()).hexdigest(), 16) % 10
-  return 'test' if bucket == 0 else 'validation' if bucket == 1 else 'train'
+  return hash_split(f'{domain}/{example_id}', buckets=10)
 
 
 def read_ratings(ratings_dir: str) -> list[dict]:

@@ -35,11 +35,12 @@ import re
 import shutil
 import subprocess
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import tensorflow_datasets as tfds
 
-SPLIT_BUCKETS = 20                # hash buckets: 0 -> test, 1 -> validation, the other 18 -> train
+from attention_jax.data.splits import hash_split
+
 MIN_SYNOPSIS_WORDS = 2
 MIN_DESCRIPTION_WORDS = 5
 DEFAULT_SUITE = 'bookworm'
@@ -78,10 +79,11 @@ def _paragraphs(lines: list[str]) -> str:
   return '\n'.join(re.sub(r'\s+', ' ', p).strip() for p in paragraphs if p.strip())
 
 
-def clean_pairs(text: str) -> list[dict[str, str]]:
-  """Filtered, de-duplicated examples {'package', 'document', 'summary', 'family'} of a Translation-en text."""
+def clean_pairs(stanzas: Iterable[tuple[str, str, str]]) -> list[dict[str, str]]:
+  """Filtered, de-duplicated examples {'package', 'document', 'summary', 'family'} of parsed stanzas (the output
+  of parse_translation_file)."""
   examples, seen = [], set()
-  for package, synopsis, paragraphs in parse_translation_file(text):
+  for package, synopsis, paragraphs in stanzas:
     document = ' '.join(paragraphs.split('\n'))
     summary = re.sub(r'\s+', ' ', synopsis).strip()
     if len(summary.split()) < MIN_SYNOPSIS_WORDS or len(document.split()) < MIN_DESCRIPTION_WORDS:
@@ -95,9 +97,8 @@ def clean_pairs(text: str) -> list[dict[str, str]]:
 
 
 def split_of(family: str) -> str:
-  """'train', 'validation' or 'test' from a stable hash of the first paragraph."""
-  bucket = int(hashlib.md5(family.encode('utf-8')).hexdigest(), 16) % SPLIT_BUCKETS
-  return 'test' if bucket == 0 else 'validation' if bucket == 1 else 'train'
+  """'train' (90%), 'validation' (5%) or 'test' (5%) from a hash of the first paragraph."""
+  return hash_split(family, buckets=20)
 
 
 def read_index(path: str) -> str:
@@ -142,12 +143,12 @@ class DebianSummaries(tfds.core.GeneratorBasedBuilder):
       raise ValueError(f'No Translation-en file given to build from. Run: {PREPARE_COMMAND}')
     text = read_index(self._source_file)
     raw = text.encode('utf-8')
+    stanzas = list(parse_translation_file(text))
     self.info.metadata.update({
         'source_sha256': hashlib.sha256(raw).hexdigest(), 'source_bytes': len(raw),
-        'source': self._source_name or os.path.basename(self._source_file),
-        'num_stanzas': sum(1 for _ in parse_translation_file(text)),
+        'source': self._source_name or os.path.basename(self._source_file), 'num_stanzas': len(stanzas),
     })
-    examples = clean_pairs(text)
+    examples = clean_pairs(stanzas)
     return {split: self._generate_examples(examples, split) for split in ('train', 'validation', 'test')}
 
   def _generate_examples(self, examples, split) -> Iterator[tuple[int, dict]]:
