@@ -6,6 +6,7 @@ Works with any Flax model that has `encode(source)`, `initial_state(memory)` and
     tokens [B, T], weights [B, T, S] = greedy_decode(model, params, source [B, S], max_length=T)
     tokens [B, T], weights [B, T, S] = beam_search(model, params, source, max_length=T, beam_size=4,
                                                    length_penalty=0.6)
+    tokens, weights = decode(model, params, source, max_length=T, beam_size=K)   # either, as host numpy
 
 `tokens` hold the output ids up to and including EOS, then PAD; `weights` are the attention weights of the
 chosen output at each emitted position (zero after EOS), ready to plot against the source tokens.
@@ -19,10 +20,11 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from attention_jax.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 Array = jax.Array
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 _NEG_INF = -1e9   # finite: -inf - -inf would give NaN in the score arithmetic below
 
 
@@ -175,3 +177,28 @@ def sequence_log_prob(model: nn.Module, params, source: Array, target_out: Array
   logits, _ = model.apply({'params': params}, source, target_in)
   token_log_prob = jnp.take_along_axis(_log_probs(logits), target_out[..., None], axis=-1)[..., 0]
   return jnp.sum(jnp.where(target_out != PAD_ID, token_log_prob, 0.0), axis=-1)
+
+
+def decode(model: nn.Module, params, source_BxS, *, max_length: int, beam_size: int = 1,
+           length_penalty: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+  """Greedy decoding (beam_size <= 1) or beam search, with the results fetched to the host.
+
+  Args:
+    model: the model (a hashable Flax module with encode / initial_state / decode_step).
+    params: its parameters.
+    source_BxS: [B, S] int source ids, PAD-padded (numpy or jax); for ImageToSequence, the images.
+    max_length: T, the number of output positions.
+    beam_size: K; greedy when K <= 1.
+    length_penalty: the GNMT alpha of beam search (unused by greedy decoding).
+
+  Returns:
+    (tokens [B, T] np.int32, weights [B, T, S] np.float32): output ids up to and including EOS, then PAD, and
+    the attention weights of each emitted position (zero after EOS).
+  """
+  source_BxS = jnp.asarray(source_BxS)
+  if beam_size > 1:
+    tokens, weights = beam_search(model, params, source_BxS, max_length=int(max_length), beam_size=int(beam_size),
+                                  length_penalty=float(length_penalty))
+  else:
+    tokens, weights = greedy_decode(model, params, source_BxS, max_length=int(max_length))
+  return np.asarray(tokens, np.int32), np.asarray(weights, np.float32)

@@ -17,7 +17,8 @@ so it is split out and can be done once per source sequence and reused at every 
 
 `scorer(params, query, keys)` is exactly `score_prepared(params, query, prepare_keys(params, keys))`.
 
-Scorers are chosen by name through one registry:
+Scorers are chosen by name through one registry, `SCORERS` below (the functions live in
+`attention_jax.score_functions`):
 
     scorer = scoring.get("additive")
     params = scoring.init("additive", rng, query_dim=8, key_dim=6, hidden_dim=16)
@@ -38,30 +39,67 @@ Registered scorers, their parameters and where they differ from well-known libra
 | location_aware | v^T tanh(W_q q + W_k k_j + U f_j + b),            | W_q [d_q,H], W_k [d_k,H], F [K,C], U [C,H],   |
 |                |   f = F * prev_weights (1-D convolution)          | b [H], v [H]; state: prev_weights [S]         |
 
-Scorers that need state take it as a keyword argument: `location_aware` needs `prev_weights` [S] (the previous
-step's attention weights; uniform or a one-hot on position 0 at the first step is the caller's choice).
+What a scorer needs from the model around it is declared in its `Scorer` record, and models read these
+declarations instead of special-casing names (a new scorer, stateful or not, needs only its functions in
+`attention_jax.score_functions` and its entry in `SCORERS` here):
+
+  state                  {name: DecoderState}: the per-example state the scorer takes as keyword arguments
+                         (`state_names` lists the names). A decoder carries each entry from step to step:
+                         `DecoderState.init(mask [B, S]) -> [B, S]` before the first step, then
+                         `DecoderState.update(previous [B, S], weights [B, S]) -> [B, S]` after every step.
+                         location_aware: {'prev_weights': PREVIOUS_WEIGHTS} (the previous step's attention
+                         weights, uniform over the real source positions at the first step). Single-step users
+                         (attention pooling) pass `init(mask)`. Stateful scorers cannot run per head.
+  source_length_option   the init option that must be set to the number of source positions, or None.
+                         location: 'max_source_length'; models fill it from their maximum source length with
+                         `with_source_length` unless the configuration set it.
+  equal_dims             True when the scorer needs d_q == d_k (dot, scaled_dot, cosine); decoders then project
+                         the keys to the query size.
+  options                the keyword options of `init`, with their defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from attention_jax import score_functions as fns
+from attention_jax.score_functions import location_features  # noqa: F401  (public: location_aware's features)
+
 Array = jax.Array
 Params = dict[str, Array]
 
-# Upper bound of the cosine scorer's learned scale, as in Swin Transformer V2 (temperature tau >= 0.01).
-MAX_COSINE_SCALE = 100.0
+
+@dataclasses.dataclass(frozen=True)
+class DecoderState:
+  """One keyword state of a scorer, carried by a decoder from step to step.
+
+  Attributes:
+    init: `init(mask [B, S] bool) -> [B, S]`, the value before the first step.
+    update: `update(previous [B, S], weights [B, S]) -> [B, S]`, the value for the next step from this step's
+      attention weights.
+  """
+
+  init: Callable[[Array], Array]
+  update: Callable[[Array, Array], Array]
+
+
+def uniform_over_mask(mask_BxS: Array) -> Array:
+  """[B, S] bool -> [B, S] float32, 1 / (number of True) at the True positions, 0 elsewhere."""
+  return mask_BxS.astype(jnp.float32) / jnp.maximum(jnp.sum(mask_BxS, axis=-1, keepdims=True), 1)
+
+
+# The previous step's attention weights; they start uniform over the real source tokens (as ESPnet's AttLoc).
+PREVIOUS_WEIGHTS = DecoderState(init=uniform_over_mask, update=lambda previous, weights: weights)
 
 
 @dataclasses.dataclass(frozen=True)
 class Scorer:
-  """A registered scoring function and its parameter initialiser.
+  """A registered scoring function, its parameter initialiser and what it needs from the model.
 
   Calling the object scores one query against all keys: `scorer(params, query, keys, **state) -> scores [S]`.
 
@@ -70,349 +108,46 @@ class Scorer:
     init_fn: `init_fn(rng, query_dim, key_dim, **options) -> params`.
     prepare_keys: `prepare_keys(params, keys [S, d_k]) -> key_cache` (query-independent work).
     score_prepared: `score_prepared(params, query [d_q], key_cache, **state) -> scores [S]`.
-    state_names: names of the keyword state the scorer requires (e.g. ('prev_weights',)).
+    state: {keyword: DecoderState} the scorer consumes (e.g. {'prev_weights': PREVIOUS_WEIGHTS}).
     options: the keyword options `init_fn` accepts, with their defaults.
     equal_dims: True when the scorer needs query_dim == key_dim.
+    source_length_option: the option of `init_fn` that takes the number of source positions, or None.
   """
 
   name: str
   init_fn: Callable[..., Params]
   prepare_keys: Callable[[Params, Array], Any]
   score_prepared: Callable[..., Array]
-  state_names: tuple[str, ...] = ()
+  state: Mapping[str, DecoderState] = dataclasses.field(default_factory=dict)
   options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   equal_dims: bool = False
+  source_length_option: str | None = None
+
+  @property
+  def state_names(self) -> tuple[str, ...]:
+    """The names of the keyword state the scorer requires (e.g. ('prev_weights',))."""
+    return tuple(self.state)
 
   def __call__(self, params: Params, query: Array, keys: Array, **state: Array) -> Array:
     return self.score_prepared(params, query, self.prepare_keys(params, keys), **state)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Small helpers shared by the scorers.
-
-
-def _lecun_normal(rng: Array, shape: tuple[int, ...], fan_in: int) -> Array:
-  return jax.random.normal(rng, shape, jnp.float32) / math.sqrt(fan_in)
-
-
-def _uniform_scaled(rng: Array, shape: tuple[int, ...], fan_in: int) -> Array:
-  # Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), the nn.Linear default; keeps v^T tanh(.) at unit scale.
-  bound = 1.0 / math.sqrt(fan_in)
-  return jax.random.uniform(rng, shape, jnp.float32, -bound, bound)
-
-
-def _check_last_dim(what: str, array: Array, expected: int, param_desc: str) -> None:
-  if array.shape[-1] != expected:
-    raise ValueError(
-        f'{what} has shape {tuple(array.shape)}, but its last dimension must be {expected} to match {param_desc}.')
-
-
-def _check_keys(keys: Array) -> None:
-  if keys.ndim != 2:
-    raise ValueError(f'keys must have shape [S, d_k] (one example); got shape {tuple(keys.shape)}. '
-                     'Use attention_jax.attention.batched_attend (or jax.vmap) for batches.')
-
-
-def _check_query(query: Array) -> None:
-  if query.ndim != 1:
-    raise ValueError(f'query must have shape [d_q] (one query of one example); got shape {tuple(query.shape)}. '
-                     'Use attention_jax.attention.batched_attend (or jax.vmap) for batches and query positions.')
-
-
-def _f32(x: Array) -> Array:
-  """Scores are computed in at least float32 (bf16/fp16 dot products lose the ranking); float64 stays float64."""
-  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# dot and scaled_dot (Luong 2015; Vaswani 2017). Parameter-free.
-
-
-def _init_none(rng: Array, query_dim: int, key_dim: int) -> Params:
-  del rng
-  if query_dim != key_dim:
-    raise ValueError(f'dot-product scorers need query_dim == key_dim; got query_dim={query_dim}, '
-                     f'key_dim={key_dim}. Use "general" (q^T W k) or "additive" for different sizes.')
-  return {}
-
-
-def _prepare_identity(params: Params, keys: Array) -> Array:
-  del params
-  _check_keys(keys)
-  return keys
-
-
-def _dot_prepared(params: Params, query: Array, keys: Array) -> Array:
-  """e_j = q . k_j. Matches OpenNMT-py `dot` and Keras `Attention(score_mode='dot', use_scale=False)`."""
-  del params
-  _check_query(query)
-  _check_last_dim('query', query, keys.shape[-1], f'keys of shape {tuple(keys.shape)} (dot needs d_q == d_k)')
-  return jnp.einsum('d,sd->s', _f32(query), _f32(keys))
-
-
-def _scaled_dot_prepared(params: Params, query: Array, keys: Array) -> Array:
-  """e_j = q . k_j / sqrt(d_k). Matches `jax.nn.dot_product_attention`'s default scale."""
-  return _dot_prepared(params, query, keys) / math.sqrt(keys.shape[-1])
-
-
-# ----------------------------------------------------------------------------------------------------------
-# general (Luong 2015): q^T W k_j.
-
-
-def _init_general(rng: Array, query_dim: int, key_dim: int) -> Params:
-  return {'W': _lecun_normal(rng, (query_dim, key_dim), key_dim)}
-
-
-def _general_prepare(params: Params, keys: Array) -> Array:
-  """Projects keys into query space once: (W k_j) for all j, [S, d_q]."""
-  _check_keys(keys)
-  w = params['W']
-  _check_last_dim('keys', keys, w.shape[1], f'general W of shape {tuple(w.shape)} ([d_q, d_k])')
-  return jnp.einsum('qk,sk->sq', _f32(w), _f32(keys))
-
-
-def _general_prepared(params: Params, query: Array, projected_keys: Array) -> Array:
-  """e_j = q^T W k_j.
-
-  TF-Addons `LuongAttention` computes the same product (memory projected by a bias-free W_m, times an optional
-  scalar g we do not have); OpenNMT-py `general` projects the query instead, (W_in q)^T k_j, which is the same
-  function with W_in = W^T.
-  """
-  _check_query(query)
-  _check_last_dim('query', query, params['W'].shape[0], f'general W of shape {tuple(params["W"].shape)} ([d_q, d_k])')
-  return jnp.einsum('q,sq->s', _f32(query), projected_keys)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# additive (Bahdanau 2015): v^T tanh(W_q q + W_k k_j [+ b]), with TF-Addons' weight-normalised option.
-
-
-def _init_additive(rng: Array, query_dim: int, key_dim: int, hidden_dim: int = 128, use_bias: bool = False,
-                   normalize: bool = False) -> Params:
-  kq, kk, kv = jax.random.split(rng, 3)
-  params = {
-      'W_q': _lecun_normal(kq, (query_dim, hidden_dim), query_dim),
-      'W_k': _lecun_normal(kk, (key_dim, hidden_dim), key_dim),
-      'v': _uniform_scaled(kv, (hidden_dim,), hidden_dim),
-  }
-  if use_bias or normalize:
-    params['b'] = jnp.zeros((hidden_dim,), jnp.float32)
-  if normalize:
-    # TF-Addons BahdanauAttention(normalize=True): g initialised to sqrt(1 / units).
-    params['g'] = jnp.asarray(math.sqrt(1.0 / hidden_dim), jnp.float32)
-  return params
-
-
-def _additive_prepare(params: Params, keys: Array) -> Array:
-  """W_k k_j (+ b) for all j, [S, H]: the query-independent half of the tanh argument."""
-  _check_keys(keys)
-  w_k = params['W_k']
-  _check_last_dim('keys', keys, w_k.shape[0], f'W_k of shape {tuple(w_k.shape)} ([d_k, H])')
-  projected = _f32(keys) @ _f32(w_k)
-  if 'b' in params:
-    projected = projected + params['b']
-  return projected
-
-
-def _output_vector(params: Params) -> Array:
-  v = _f32(params['v'])
-  if 'g' in params:
-    v = params['g'] * v / jnp.linalg.norm(v)
-  return v
-
-
-def _additive_prepared(params: Params, query: Array, projected_keys: Array) -> Array:
-  """e_j = v^T tanh(W_q q + W_k k_j [+ b]).
-
-  With use_bias=False and normalize=False this is the paper's form and TF-Addons `BahdanauAttention`
-  (both projections bias-free). use_bias=True adds one bias after the sum, which equals OpenNMT-py `mlp`
-  (bias on the query projection only) and the PyTorch tutorial (biases on both Linear layers sum into one).
-  normalize=True is TF-Addons `normalize=True`: v replaced by g v / ||v|| and a bias b.
-  """
-  _check_query(query)
-  w_q = params['W_q']
-  _check_last_dim('query', query, w_q.shape[0], f'W_q of shape {tuple(w_q.shape)} ([d_q, H])')
-  hidden = jnp.tanh(projected_keys + _f32(query) @ _f32(w_q))   # [S, H]
-  return hidden @ _output_vector(params)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# concat (Luong 2015): v^T tanh(W [q; k_j]).
-
-
-def _init_concat(rng: Array, query_dim: int, key_dim: int, hidden_dim: int = 128) -> Params:
-  kw, kv = jax.random.split(rng)
-  return {
-      'W': _lecun_normal(kw, (query_dim + key_dim, hidden_dim), query_dim + key_dim),
-      'v': _uniform_scaled(kv, (hidden_dim,), hidden_dim),
-  }
-
-
-def _concat_split(params: Params, key_dim: int) -> tuple[Array, Array]:
-  w = params['W']
-  query_dim = w.shape[0] - key_dim
-  return w[:query_dim], w[query_dim:]
-
-
-def _concat_prepare(params: Params, keys: Array) -> dict[str, Array]:
-  """The key half of W [q; k_j] = W_top q + W_bottom k_j, for all j, [S, H]."""
-  _check_keys(keys)
-  w = params['W']
-  if keys.shape[-1] >= w.shape[0]:
-    raise ValueError(f'keys of shape {tuple(keys.shape)} do not fit concat W of shape {tuple(w.shape)} '
-                     '([d_q + d_k, H]).')
-  _, w_keys = _concat_split(params, keys.shape[-1])
-  return {'projected_keys': _f32(keys) @ _f32(w_keys), 'key_dim': jnp.zeros((keys.shape[-1], 0))}
-
-
-def _concat_prepared(params: Params, query: Array, cache: dict[str, Array]) -> Array:
-  """e_j = v^T tanh(W [q; k_j]): the additive function with W split into its query and key blocks."""
-  _check_query(query)
-  key_dim = cache['key_dim'].shape[0]
-  w_query, _ = _concat_split(params, key_dim)
-  _check_last_dim('query', query, w_query.shape[0],
-                  f'concat W of shape {tuple(params["W"].shape)} with d_k={key_dim} ([d_q + d_k, H])')
-  hidden = jnp.tanh(cache['projected_keys'] + _f32(query) @ _f32(w_query))
-  return hidden @ _f32(params['v'])
-
-
-# ----------------------------------------------------------------------------------------------------------
-# cosine (Graves 2014 key strength; Swin V2's bounded learned temperature).
-
-
-def _init_cosine(rng: Array, query_dim: int, key_dim: int, init_scale: float = 10.0) -> Params:
-  del rng
-  if query_dim != key_dim:
-    raise ValueError(f'cosine needs query_dim == key_dim; got query_dim={query_dim}, key_dim={key_dim}.')
-  if not 0 < init_scale <= MAX_COSINE_SCALE:
-    raise ValueError(f'cosine init_scale must be in (0, {MAX_COSINE_SCALE}]; got {init_scale}.')
-  return {'log_scale': jnp.asarray(math.log(init_scale), jnp.float32)}
-
-
-def _unit(x: Array, axis: int = -1) -> Array:
-  # The epsilon keeps zero vectors (e.g. padding) finite with a finite gradient.
-  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=axis, keepdims=True) + 1e-12)
-
-
-def _cosine_prepare(params: Params, keys: Array) -> Array:
-  del params
-  _check_keys(keys)
-  return _unit(_f32(keys))
-
-
-def _cosine_prepared(params: Params, query: Array, unit_keys: Array) -> Array:
-  """e_j = s cos(q, k_j), s = exp(min(log_scale, log 100)) > 0, learned."""
-  _check_query(query)
-  _check_last_dim('query', query, unit_keys.shape[-1], f'keys of shape {tuple(unit_keys.shape)} (cosine needs d_q == d_k)')
-  scale = jnp.exp(jnp.minimum(params['log_scale'], math.log(MAX_COSINE_SCALE)))
-  return scale * (unit_keys @ _unit(_f32(query)))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# location (Luong 2015): scores from the query alone over source positions.
-
-
-def _init_location(rng: Array, query_dim: int, key_dim: int, max_source_length: int | None = None) -> Params:
-  del key_dim
-  if max_source_length is None or max_source_length <= 0:
-    raise ValueError('the "location" scorer needs max_source_length (a positive int): it scores source positions '
-                     f'0..max_source_length-1 from the query alone; got {max_source_length!r}.')
-  return {
-      'W_a': _lecun_normal(rng, (query_dim, max_source_length), query_dim),
-      'b_a': jnp.zeros((max_source_length,), jnp.float32),
-  }
-
-
-def _location_prepare(params: Params, keys: Array) -> Array:
-  _check_keys(keys)
-  max_len = params['W_a'].shape[1]
-  if keys.shape[0] > max_len:
-    raise ValueError(f'the "location" scorer was initialised for at most {max_len} source positions, but keys have '
-                     f'shape {tuple(keys.shape)} ({keys.shape[0]} positions). Raise max_source_length.')
-  # Only the source length matters; carry it as a zero-width array so the cache is a pytree.
-  return jnp.zeros((keys.shape[0], 0), jnp.float32)
-
-
-def _location_prepared(params: Params, query: Array, positions: Array) -> Array:
-  """e = (W_a q + b_a)[:S]. Luong's a_t = softmax(W_a h_t); the bias is ours (zero-initialised)."""
-  _check_query(query)
-  w = params['W_a']
-  _check_last_dim('query', query, w.shape[0], f'W_a of shape {tuple(w.shape)} ([d_q, max_source_length])')
-  return (_f32(query) @ _f32(w) + params['b_a'])[: positions.shape[0]]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# location_aware (Chorowski 2015): additive plus a convolution of the previous weights.
-
-
-def _init_location_aware(rng: Array, query_dim: int, key_dim: int, hidden_dim: int = 128, num_filters: int = 8,
-                         kernel_size: int = 5) -> Params:
-  if kernel_size % 2 != 1:
-    raise ValueError(f'location_aware kernel_size must be odd (centred "same" convolution); got {kernel_size}.')
-  kq, kk, kf, ku, kv = jax.random.split(rng, 5)
-  return {
-      'W_q': _lecun_normal(kq, (query_dim, hidden_dim), query_dim),
-      'W_k': _lecun_normal(kk, (key_dim, hidden_dim), key_dim),
-      'F': _lecun_normal(kf, (kernel_size, num_filters), kernel_size),
-      'U': _lecun_normal(ku, (num_filters, hidden_dim), num_filters),
-      'b': jnp.zeros((hidden_dim,), jnp.float32),
-      'v': _uniform_scaled(kv, (hidden_dim,), hidden_dim),
-  }
-
-
-def location_features(filters: Array, prev_weights: Array) -> Array:
-  """f = F * a_prev: 'same'-padded 1-D cross-correlation of the previous weights with each filter.
-
-  Args:
-    filters: [K, C] (K odd).
-    prev_weights: [S].
-
-  Returns:
-    [S, C] with f[j, c] = sum_i prev_weights[j + i - K // 2] * filters[i, c] (zero outside 0..S-1).
-  """
-  out = jax.lax.conv_general_dilated(
-      _f32(prev_weights)[None, :, None], _f32(filters)[:, None, :], window_strides=(1,), padding='SAME',
-      dimension_numbers=('NWC', 'WIO', 'NWC'))
-  return out[0]
-
-
-def _location_aware_prepare(params: Params, keys: Array) -> Array:
-  _check_keys(keys)
-  w_k = params['W_k']
-  _check_last_dim('keys', keys, w_k.shape[0], f'W_k of shape {tuple(w_k.shape)} ([d_k, H])')
-  return _f32(keys) @ _f32(w_k) + params['b']
-
-
-def _location_aware_prepared(params: Params, query: Array, projected_keys: Array, *, prev_weights: Array) -> Array:
-  """e_j = v^T tanh(W_q q + W_k k_j + U f_j + b), f = F * prev_weights (ESPnet `AttLoc` without its scaling)."""
-  _check_query(query)
-  w_q = params['W_q']
-  _check_last_dim('query', query, w_q.shape[0], f'W_q of shape {tuple(w_q.shape)} ([d_q, H])')
-  if prev_weights.shape != (projected_keys.shape[0],):
-    raise ValueError(f'location_aware prev_weights must have shape [S] = ({projected_keys.shape[0]},) to match the '
-                     f'keys; got shape {tuple(prev_weights.shape)}.')
-  features = location_features(params['F'], prev_weights) @ _f32(params['U'])   # [S, H]
-  hidden = jnp.tanh(projected_keys + features + _f32(query) @ _f32(w_q))
-  return hidden @ _f32(params['v'])
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The registry.
-
 SCORERS: dict[str, Scorer] = {
     s.name: s for s in (
-        Scorer('dot', _init_none, _prepare_identity, _dot_prepared, equal_dims=True),
-        Scorer('scaled_dot', _init_none, _prepare_identity, _scaled_dot_prepared, equal_dims=True),
-        Scorer('general', _init_general, _general_prepare, _general_prepared),
-        Scorer('additive', _init_additive, _additive_prepare, _additive_prepared,
-               options={'hidden_dim': 128, 'use_bias': False, 'normalize': False}),
-        Scorer('concat', _init_concat, _concat_prepare, _concat_prepared, options={'hidden_dim': 128}),
-        Scorer('cosine', _init_cosine, _cosine_prepare, _cosine_prepared, options={'init_scale': 10.0},
+        Scorer('dot', fns.init_parameter_free, fns.prepare_identity, fns.dot_prepared, equal_dims=True),
+        Scorer('scaled_dot', fns.init_parameter_free, fns.prepare_identity, fns.scaled_dot_prepared,
                equal_dims=True),
-        Scorer('location', _init_location, _location_prepare, _location_prepared,
-               options={'max_source_length': None}),
-        Scorer('location_aware', _init_location_aware, _location_aware_prepare, _location_aware_prepared,
-               state_names=('prev_weights',), options={'hidden_dim': 128, 'num_filters': 8, 'kernel_size': 5}),
+        Scorer('general', fns.init_general, fns.general_prepare, fns.general_prepared),
+        Scorer('additive', fns.init_additive, fns.additive_prepare, fns.additive_prepared,
+               options={'hidden_dim': 128, 'use_bias': False, 'normalize': False}),
+        Scorer('concat', fns.init_concat, fns.concat_prepare, fns.concat_prepared, options={'hidden_dim': 128}),
+        Scorer('cosine', fns.init_cosine, fns.cosine_prepare, fns.cosine_prepared, options={'init_scale': 10.0},
+               equal_dims=True),
+        Scorer('location', fns.init_location, fns.location_prepare, fns.location_prepared,
+               options={'max_source_length': None}, source_length_option='max_source_length'),
+        Scorer('location_aware', fns.init_location_aware, fns.location_aware_prepare, fns.location_aware_prepared,
+               state={'prev_weights': PREVIOUS_WEIGHTS},
+               options={'hidden_dim': 128, 'num_filters': 8, 'kernel_size': 5}),
     )
 }
 
@@ -436,6 +171,24 @@ def get(name: str) -> Scorer:
     raise ValueError(f'Unknown scorer {name!r}. Valid scorers: {", ".join(names())}.') from None
 
 
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+  """Raises ValueError naming the valid options if `options` has one that scorer `name` does not accept."""
+  scorer = get(name)
+  unknown = sorted(set(options) - set(scorer.options))
+  if unknown:
+    valid = ', '.join(sorted(scorer.options)) or 'none'
+    raise ValueError(f'Unknown option(s) {unknown} for scorer {scorer.name!r}. Valid options: {valid}.')
+
+
+def with_source_length(name: str, options: Mapping[str, Any], source_length: int) -> dict[str, Any]:
+  """`options` with the scorer's `source_length_option` (if it declares one) defaulting to `source_length`."""
+  options = dict(options)
+  option = get(name).source_length_option
+  if option is not None:
+    options.setdefault(option, int(source_length))
+  return options
+
+
 def init(name: str, rng: Array, query_dim: int, key_dim: int, **options: Any) -> Params:
   """Initialises the parameters of scorer `name` (float32).
 
@@ -452,9 +205,5 @@ def init(name: str, rng: Array, query_dim: int, key_dim: int, **options: Any) ->
   Raises:
     ValueError: unknown scorer, unknown option (the message lists the valid ones) or incompatible dims.
   """
-  scorer = get(name)
-  unknown = sorted(set(options) - set(scorer.options))
-  if unknown:
-    valid = ', '.join(sorted(scorer.options)) or 'none'
-    raise ValueError(f'Unknown option(s) {unknown} for scorer {scorer.name!r}. Valid options: {valid}.')
-  return scorer.init_fn(rng, int(query_dim), int(key_dim), **options)
+  check_options(name, options)
+  return get(name).init_fn(rng, int(query_dim), int(key_dim), **options)

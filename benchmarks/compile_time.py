@@ -33,17 +33,17 @@ def _setup(model_name: str):
   """(model, train state, batch) for one of MODELS, with the jitted step not yet traced."""
   import optax
   from attention_jax.models import build_model
-  from attention_jax.training import loop
+  from attention_jax.tasks import translation
   from attention_jax.training import steps
   from benchmarks import throughput
   if model_name == 'default_config':
     config = harness.load_config('configs/default.py')
     config.data.data_dir = tempfile.mkdtemp(prefix='bench_data_')
     config.data.num_train, config.data.num_eval = 64, 16
-    task, model = loop.build_experiment(config)
+    task, model = translation.build(config)
     batch = next(iter(task.train_iterator(batch_size=int(config.train.batch_size), seed=0)))
     batch = {k: batch[k] for k in ('source', 'target_in', 'target_out')}
-    state = loop.initial_state(config, task, model)
+    state = translation.initial_state(config, task, model)
     return model, state, batch
   spec = throughput.SPEC
   model = build_model(throughput.model_config(spec), source_vocab_size=spec['vocab_size'],
@@ -57,11 +57,13 @@ def measure_once(model_name: str) -> dict:
   """Run in a fresh process: trace+lower, compile, first and second step times (seconds)."""
   import functools
   import jax
+  from attention_jax.tasks import translation
   from attention_jax.training import steps
   jax.config.update('jax_enable_compilation_cache', False)
   model, state, batch = _setup(model_name)
   batch = jax.device_put(batch)
-  step = jax.jit(functools.partial(steps.train_step, model=model), donate_argnums=0)
+  train_step = functools.partial(steps.train_step, loss_fn=functools.partial(translation.sequence_loss, model=model))
+  step = jax.jit(train_step, donate_argnums=0)
   start = time.perf_counter()
   lowered = step.lower(state, batch)
   traced = time.perf_counter()

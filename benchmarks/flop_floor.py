@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import math
@@ -75,13 +74,15 @@ def step_flops(spec: dict) -> tuple[int, int]:
   import jax
   import optax
   from attention_jax.models import build_model
+  from attention_jax.tasks import translation
   from attention_jax.training import steps
 
   model = build_model(throughput.model_config(spec), source_vocab_size=spec['vocab_size'],
                       target_vocab_size=spec['vocab_size'], max_source_length=spec['source_length'])
   batch = throughput.make_batches(spec, 1)[0]
   state = steps.create_train_state(model, optax.adam(spec['learning_rate']), 0, batch['source'], batch['target_in'])
-  train = jax.make_jaxpr(functools.partial(steps.train_step, model=model))(state, batch)
+  train_step = functools.partial(steps.train_step, loss_fn=functools.partial(translation.sequence_loss, model=model))
+  train = jax.make_jaxpr(train_step)(state, batch)
   forward = jax.make_jaxpr(lambda p: model.apply({'params': p}, batch['source'], batch['target_in']))(state.params)
   return matmul_flops(train.jaxpr), matmul_flops(forward.jaxpr)
 

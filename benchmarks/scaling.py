@@ -11,7 +11,7 @@ batch (64) split over a 1-D 'data' mesh of the first n devices (NamedSharding), 
 collectives, not the speed-up real devices would give.
 
 Seeds: the default config's model (configs/default.py) trained for K seeds at once with
-`training.seeds.make_multi_seed_train_step` (jit of vmap over the stacked states), against K runs of the
+`training.parallel.Runner(..., vmap_seeds=True)` (jit of vmap over the stacked states), against K runs of the
 single-seed jitted step one after another. Speed-up = K x single step time / vmapped step time.
 All timings are medians of interleaved repeats.
 """
@@ -33,6 +33,7 @@ import optax  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
 from attention_jax.models import build_model  # noqa: E402
+from attention_jax.tasks import translation  # noqa: E402
 from attention_jax.training import seeds as seeds_lib  # noqa: E402
 from attention_jax.training import steps  # noqa: E402
 from benchmarks import harness  # noqa: E402
@@ -46,7 +47,8 @@ def _sharded_step(model, state, batch, devices):
   mesh = Mesh(np.asarray(devices), ('data',))
   replicated = NamedSharding(mesh, PartitionSpec())
   split = NamedSharding(mesh, PartitionSpec('data'))
-  step = jax.jit(functools.partial(steps.train_step, model=model))   # not donated: the state is reused
+  train_step = functools.partial(steps.train_step, loss_fn=functools.partial(translation.sequence_loss, model=model))
+  step = jax.jit(train_step)   # not donated: the state is reused
   placed_state = jax.device_put(state, replicated)
   placed_batch = {k: jax.device_put(v, split) for k, v in batch.items()}
   return step, (placed_state, placed_batch)
@@ -54,7 +56,8 @@ def _sharded_step(model, state, batch, devices):
 
 def _pmap_step(model, state, batch, devices):
   n = len(devices)
-  step = jax.pmap(functools.partial(steps.train_step, model=model, axis_name='batch'), axis_name='batch',
+  loss_fn = functools.partial(translation.sequence_loss, model=model)
+  step = jax.pmap(functools.partial(steps.train_step, loss_fn=loss_fn, axis_name='batch'), axis_name='batch',
                   devices=devices)
   placed_state = _replicate(state, devices)
   placed_batch = {k: v.reshape(n, v.shape[0] // n, *v.shape[1:]) for k, v in batch.items()}
@@ -96,11 +99,10 @@ def device_table(spec: dict, counts, modes, repeats: int) -> list[dict]:
 
 def _default_config_model(quick: bool):
   """The default config's model and a batch of its shapes (the dataset is built small, in a temp dir)."""
-  from attention_jax.training import loop
   config = harness.load_config('configs/default.py')
   config.data.data_dir = tempfile.mkdtemp(prefix='bench_data_')
   config.data.num_train, config.data.num_eval = 64, 16
-  task, model = loop.build_experiment(config)
+  task, model = translation.build(config)
   batch_size = 16 if quick else int(config.train.batch_size)
   batch = next(iter(task.train_iterator(batch_size=batch_size, seed=0)))
   return config, model, {k: np.asarray(batch[k]) for k in ('source', 'target_in', 'target_out')}
@@ -110,11 +112,13 @@ def seeds_table(seed_counts, repeats: int, quick: bool) -> tuple[list[dict], dic
   config, model, batch = _default_config_model(quick)
   optimizer = steps.make_optimizer(config.train)
   single_state = steps.create_train_state(model, optimizer, 0, batch['source'], batch['target_in'])
-  single = jax.jit(functools.partial(steps.train_step, model=model))
+  train_step = functools.partial(steps.train_step, loss_fn=functools.partial(translation.sequence_loss, model=model))
+  single = jax.jit(train_step)
   calls = {'single': (single, (single_state, batch))}
   for k in seed_counts:
     states = seeds_lib.init_seed_states(model, optimizer, list(range(k)), batch['source'], batch['target_in'])
-    vmapped = jax.jit(jax.vmap(functools.partial(steps.train_step, model=model), in_axes=(0, None)))
+    train_step = functools.partial(steps.train_step, loss_fn=functools.partial(translation.sequence_loss, model=model))
+    vmapped = jax.jit(jax.vmap(train_step, in_axes=(0, None)))
     calls[k] = (vmapped, (states, batch))
     harness.block(vmapped(states, batch))
     print(f'  compiled vmapped step for K={k}', flush=True)

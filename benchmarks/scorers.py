@@ -12,7 +12,6 @@ multi-head against `jax.nn.dot_product_attention` on the same inputs. Writes ben
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -45,15 +44,14 @@ def compiled_bytes(fn, args) -> int:
 
 def scorer_case(name: str, batch: int, t: int, s: int, dim: int, hidden: int, dtype, repeats: int) -> dict:
   options = {'hidden_dim': hidden} if 'hidden_dim' in scoring.get(name).options else {}
-  if name == 'location':
-    options['max_source_length'] = s
+  options = scoring.with_source_length(name, options, s)
   params = scoring.init(name, jax.random.key(0), dim, dim, **options)
   params = jax.tree.map(lambda x: x.astype(dtype), params)
   rng = np.random.default_rng(0)
   query = jnp.asarray(rng.standard_normal((batch, t, dim)), dtype)
   keys = jnp.asarray(rng.standard_normal((batch, s, dim)), dtype)
   mask = jnp.ones((batch, s), bool)
-  state = {'prev_weights': jnp.full((batch, t, s), 1.0 / s)} if scoring.get(name).state_names else {}
+  state = {state_name: jnp.full((batch, t, s), 1.0 / s) for state_name in scoring.get(name).state_names}
 
   def forward(params, query, keys):
     return attention.batched_attend(name, params, query, keys, keys, mask, **state)[0]

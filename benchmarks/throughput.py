@@ -50,7 +50,7 @@ SPEC = {
     'target_length': 20,
     'learning_rate': 1e-3,
 }
-BOS_ID, EOS_ID, FIRST_WORD_ID = 1, 2, 4
+from attention_jax.special_tokens import BOS_ID, EOS_ID, FIRST_TOKEN_ID  # noqa: E402
 PROTOCOL = '@@'   # prefix of the worker's protocol lines (libraries may print to stdout too)
 
 
@@ -60,8 +60,8 @@ def make_batches(spec: dict, count: int, seed: int = 0) -> list[dict[str, np.nda
   batches = []
   for _ in range(count):
     shape = (spec['batch_size'],)
-    words_s = rng.integers(FIRST_WORD_ID, spec['vocab_size'], size=(*shape, spec['source_length'] - 1))
-    words_t = rng.integers(FIRST_WORD_ID, spec['vocab_size'], size=(*shape, spec['target_length'] - 1))
+    words_s = rng.integers(FIRST_TOKEN_ID, spec['vocab_size'], size=(*shape, spec['source_length'] - 1))
+    words_t = rng.integers(FIRST_TOKEN_ID, spec['vocab_size'], size=(*shape, spec['target_length'] - 1))
     batches.append({
         'source': np.concatenate([words_s, np.full((*shape, 1), EOS_ID)], 1).astype(np.int32),
         'target_in': np.concatenate([np.full((*shape, 1), BOS_ID), words_t], 1).astype(np.int32),
@@ -86,6 +86,7 @@ class JaxTrainer:
     import jax
     import optax
     from attention_jax.models import build_model
+    from attention_jax.tasks import translation
     from attention_jax.training import steps
 
     self.settings = f'jax {jax.__version__}, jit, XLA CPU default thread pool ({os.cpu_count()} cores)'
@@ -102,7 +103,8 @@ class JaxTrainer:
     self.state = steps.create_train_state(model, optax.adam(spec['learning_rate']), 0, example['source'],
                                           example['target_in'])
     self.num_params = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
-    self._step = jax.jit(functools.partial(steps.train_step, model=model), donate_argnums=0)
+    train_step = functools.partial(steps.train_step, loss_fn=functools.partial(translation.sequence_loss, model=model))
+    self._step = jax.jit(train_step, donate_argnums=0)
 
   def step(self, batch: dict[str, np.ndarray]) -> float:
     self.state, metrics = self._step(self.state, batch)

@@ -11,12 +11,12 @@ test_long, where `location` cannot address unseen positions. The committed repor
 import ml_collections
 
 from attention_jax.scoring import names
-from attention_jax.training.config import translation_config
+from attention_jax.tasks import translation
 
 
 def get_config(arg=None):
   del arg
-  config = translation_config('reverse')
+  config = translation.default_config('reverse')
   config.data.num_train = 10000
   config.data.num_eval = 300
   config.data.max_length = 8

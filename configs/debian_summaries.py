@@ -11,11 +11,11 @@ ARG (optional) picks the scorer. Measured (4,000 steps, ~80 minutes on 2 CPU cor
 10.9 / 24.6. For scale, the first 10 words of the document score 30.3 / 14.0 / 27.0 (the best such lead baseline).
 """
 
-from attention_jax.training.config import translation_config
+from attention_jax.tasks import translation
 
 
 def get_config(arg=None):
-  config = translation_config('debian_summaries')
+  config = translation.default_config('debian_summaries')
   config.data.tokenizer = 'sentencepiece'
   config.data.vocab_size = 4000
   config.data.max_source_length = 64     # documents are cut to their first 63 pieces (+ EOS)

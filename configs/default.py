@@ -8,12 +8,12 @@ attention-argmax accuracy against the gold character alignments around 0.6-0.9 (
 to several letters). Heatmaps in workdirs/default/heatmaps.
 """
 
-from attention_jax.training.config import translation_config
+from attention_jax.tasks import translation
 
 
 def get_config(arg=None):
   del arg
-  config = translation_config('date')
+  config = translation.default_config('date')
   config.data.num_train = 20000
   config.train.num_steps = 1500
   config.train.eval_every = 500

@@ -9,11 +9,11 @@ sweeps left to right, its peak inside the columns of the digit being read for ~5
 the boundary with the next digit); overlays in workdirs/digits/overlays.
 """
 
-from attention_jax.training.digit_strips import digit_strips_config
+from attention_jax.tasks.digit_strips import default_config
 
 
 def get_config(arg=None):
-  config = digit_strips_config()
+  config = default_config()
   if arg:
     config.model.scorer = arg
   return config

@@ -11,11 +11,11 @@ the item being named for 95% of the steps; overlays in workdirs/fashion/overlays
 (shirt / T-shirt / pullover / coat are confused), so strips are read right less often than digit strips.
 """
 
-from attention_jax.training.digit_strips import digit_strips_config
+from attention_jax.tasks.digit_strips import default_config
 
 
 def get_config(arg=None):
-  config = digit_strips_config()
+  config = default_config()
   config.data.source = 'fashion_mnist'
   config.data.data_dir = 'data/fashion_strips'
   config.model.conv_features = (16, 32, 64, 128)

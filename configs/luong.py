@@ -6,12 +6,12 @@
 Expect results close to configs/default.py (test exact match above 0.9 after ~3 minutes on 2 CPU cores).
 """
 
-from attention_jax.training.config import translation_config
+from attention_jax.tasks import translation
 
 
 def get_config(arg=None):
   del arg
-  config = translation_config('date')
+  config = translation.default_config('date')
   config.model.decoder = 'luong'
   config.model.scorer = 'general'
   config.model.input_feeding = True

@@ -8,11 +8,11 @@ Sized for a GPU or Colab TPU (~20 minutes on one GPU); on 2 CPU cores use --conf
 first result. Expect validation perplexity to fall below ~10 and test BLEU in the 20s-30s after the full budget.
 """
 
-from attention_jax.training.config import translation_config
+from attention_jax.tasks import translation
 
 
 def get_config(arg=None):
-  config = translation_config(arg or 'messages_en_fr')
+  config = translation.default_config(arg or 'messages_en_fr')
   config.data.vocab_size = 8000
   config.model.encoder = 'bilstm'
   config.model.decoder_cell = 'lstm'

@@ -7,11 +7,11 @@ as long as in training), as in Chorowski et al. 2015.
 Expect test exact match above 0.9 on training lengths; compare test_long/* between scorers.
 """
 
-from attention_jax.training.config import translation_config
+from attention_jax.tasks import translation
 
 
 def get_config(arg=None):
-  config = translation_config('reverse')
+  config = translation.default_config('reverse')
   config.model.scorer = arg or 'location_aware'
   config.train.num_steps = 2000
   return config

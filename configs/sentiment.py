@@ -11,12 +11,11 @@ sentences; the best checkpoint (by validation accuracy) is kept in workdirs/sent
 workdirs/sentiment/attention.html shows which words the pooling weighs.
 """
 
-from attention_jax.training.sentiment import sentiment_config
+from attention_jax.tasks.sentiment import default_config
 
 
 def get_config(arg=None):
-  config = sentiment_config()
-  config.experiment = 'sentiment'
+  config = default_config()
   if arg:
     config.model.scorer = arg
   return config

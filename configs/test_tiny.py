@@ -6,12 +6,12 @@ Expect ~20 s on 2 CPU cores (most of it start-up and compilation): 20 steps, val
 about 2.1 to 2.0, test exact match 0, two heatmaps in /tmp/tiny/heatmaps.
 """
 
-from attention_jax.training.config import translation_config
+from attention_jax.tasks import translation
 
 
 def get_config(arg=None):
   del arg
-  config = translation_config('copy')
+  config = translation.default_config('copy')
   config.data.num_train = 256
   config.data.num_eval = 32
   config.data.max_length = 5

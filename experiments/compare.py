@@ -12,7 +12,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from attention_jax.training.compare import run_comparison
+from attention_jax.studies.compare import run_comparison
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Comparison config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where runs and the report go.')

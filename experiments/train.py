@@ -1,4 +1,4 @@
-"""Train and evaluate a config: translation (default), sentiment or digit_strips, chosen by config.experiment.
+"""Train and evaluate a config: the task (translation, sentiment or digit_strips) is config.experiment.
 
     python -m experiments.train --config=configs/default.py --workdir=workdirs/default [--config.model.scorer=general]
     python -m experiments.train --config=configs/sentiment.py --workdir=workdirs/sentiment
@@ -12,11 +12,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from attention_jax.training.digit_strips import train_digit_reader
-from attention_jax.training.loop import train_and_evaluate
-from attention_jax.training.sentiment import train_sentiment
-
-EXPERIMENTS = {'translation': train_and_evaluate, 'sentiment': train_sentiment, 'digit_strips': train_digit_reader}
+from attention_jax import tasks
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and heatmaps.')
@@ -27,11 +23,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
-  config = _CONFIG.value
-  experiment = config.get('experiment', 'translation')
-  if experiment not in EXPERIMENTS:
-    raise app.UsageError(f'Unknown config.experiment {experiment!r}. Valid experiments: {", ".join(EXPERIMENTS)}.')
-  EXPERIMENTS[experiment](config, _WORKDIR.value)
+  try:
+    tasks.get(_CONFIG.value.get('experiment', 'translation'))
+  except ValueError as error:
+    raise app.UsageError(str(error)) from None
+  tasks.run(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == '__main__':

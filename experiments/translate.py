@@ -14,7 +14,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from attention_jax.training.inference import translate
+from attention_jax.tasks.translation_inference import translate
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where heatmaps go (default: <workdir>/translations).')

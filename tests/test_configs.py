@@ -11,8 +11,10 @@ from absl import flags
 from ml_collections import config_flags
 
 from attention_jax.training import parallel
-from attention_jax.training.compare import variant_config
-from attention_jax.training.config import translation_config, validate_config
+from attention_jax import tasks
+from attention_jax.studies.compare import variant_config
+from attention_jax.tasks import translation
+from attention_jax.tasks.translation import validate_config
 
 # ml_collections loads config files with importlib's load_module (its own deprecation, not ours).
 pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
@@ -49,8 +51,8 @@ def test_config_loads_documents_its_command_and_validates(path, monkeypatch):
   if 'compare' in config:
     for variant in config.compare.variants:
       validate_config(variant_config(config, variant))
-  elif experiment == 'translation':
-    validate_config(config)
+  else:
+    tasks.get(experiment).validate_config(config)
 
 
 def test_default_and_luong_are_the_documented_models(monkeypatch):
@@ -98,7 +100,7 @@ def test_config_is_locked_against_new_fields():
     ('eval', 'beam_size', -1, r'config.eval.beam_size=-1 must be an integer >= 0'),
 ])
 def test_validation_names_the_bad_value_and_the_valid_ones(group, field, value, message):
-  config = translation_config('copy')
+  config = translation.default_config('copy')
   config[group][field] = value
   with pytest.raises(ValueError, match=message):
     validate_config(config)
@@ -106,7 +108,7 @@ def test_validation_names_the_bad_value_and_the_valid_ones(group, field, value, 
 
 def test_batch_not_divisible_by_devices_names_both_numbers(monkeypatch):
   monkeypatch.setattr(jax, 'device_count', lambda: 8)
-  config = translation_config('copy')
+  config = translation.default_config('copy')
   config.train.batch_size = 12
   with pytest.raises(ValueError, match=r"train.batch_size=12 is not divisible by the 8 devices used by "
                                        r"parallel='sharded'; use a multiple of 8"):
@@ -117,3 +119,17 @@ def test_batch_not_divisible_by_devices_names_both_numbers(monkeypatch):
   config.train.parallel = 'single'             # one device per process: any batch size fits
   validate_config(config)
   assert parallel.PARALLEL_MODES == ('sharded', 'pmap', 'single')
+
+
+def test_translation_model_config_has_exactly_the_model_fields():
+  from attention_jax.models import MODEL_FIELDS
+  assert set(translation.default_config().model) == set(MODEL_FIELDS)
+
+
+def test_every_task_config_names_its_task_and_validates():
+  for name, spec in tasks.TASKS.items():
+    config = spec.default_config()
+    assert config.experiment == name
+    spec.validate_config(config)
+  with pytest.raises(ValueError, match="Unknown config.experiment 'nmt'. Valid experiments: translation, sentiment"):
+    tasks.get('nmt')

@@ -96,3 +96,22 @@ def test_beam_search_is_at_least_as_good_as_greedy_and_batch_independent():
   assert np.all(score(beam)[both] >= score(greedy)[both] - 1e-5)
   single, _ = decoding.beam_search(model, params, SOURCE[1:2], max_length=5, beam_size=4, length_penalty=0.0)
   np.testing.assert_array_equal(single[0], beam[1])
+
+
+@pytest.mark.parametrize('scorer,decoder', [('additive', 'bahdanau'), ('location_aware', 'luong')])
+def test_decode_is_greedy_or_beam_search_on_host(scorer, decoder):
+  model, params = tiny_model(vocab=8, scorer=scorer, decoder=decoder, eos_bias=-1.0, seed=2)
+  source = np.asarray(SOURCE)
+  greedy_tokens, greedy_weights = decoding.greedy_decode(model, params, SOURCE, max_length=5)
+  for beam_size in (0, 1):
+    tokens, weights = decoding.decode(model, params, source, max_length=5, beam_size=beam_size)
+    assert isinstance(tokens, np.ndarray) and tokens.dtype == np.int32 and tokens.shape == (3, 5)
+    assert isinstance(weights, np.ndarray) and weights.dtype == np.float32 and weights.shape == (3, 5, 5)
+    np.testing.assert_array_equal(tokens, greedy_tokens)
+    np.testing.assert_array_equal(weights, greedy_weights)
+  beam_tokens, beam_weights = decoding.beam_search(model, params, SOURCE, max_length=5, beam_size=3,
+                                                   length_penalty=0.3)
+  tokens, weights = decoding.decode(model, params, source, max_length=5, beam_size=3, length_penalty=0.3)
+  assert tokens.dtype == np.int32 and weights.dtype == np.float32
+  np.testing.assert_array_equal(tokens, beam_tokens)
+  np.testing.assert_array_equal(weights, beam_weights)

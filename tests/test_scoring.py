@@ -226,3 +226,18 @@ def test_scorers_are_jittable_by_name():
   params, query, keys, _ = make_inputs('additive', {'hidden_dim': H})
   jitted = jax.jit(functools.partial(scoring.get('additive')))
   np.testing.assert_allclose(jitted(params, query, keys), scoring.get('additive')(params, query, keys), rtol=1e-6)
+
+
+def test_declared_requirements():
+  for name in scoring.names():
+    scorer = scoring.get(name)
+    assert scorer.source_length_option in (None, *scorer.options), name
+    assert scorer.state_names == tuple(scorer.state)
+  assert scoring.get('location').source_length_option == 'max_source_length'
+  assert scoring.get('location_aware').state_names == ('prev_weights',)
+  assert scoring.with_source_length('location', {}, 9) == {'max_source_length': 9}
+  assert scoring.with_source_length('location', {'max_source_length': 4}, 9) == {'max_source_length': 4}
+  assert scoring.with_source_length('additive', {'hidden_dim': 3}, 9) == {'hidden_dim': 3}
+  mask = jnp.array([[True, True, False, False], [False, False, False, False]])
+  np.testing.assert_array_equal(scoring.PREVIOUS_WEIGHTS.init(mask), [[0.5, 0.5, 0.0, 0.0], [0.0] * 4])
+  np.testing.assert_array_equal(scoring.PREVIOUS_WEIGHTS.update(jnp.zeros(4), jnp.ones(4)), jnp.ones(4))

@@ -36,10 +36,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from attention_jax.data import debian
+from attention_jax.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 DIGIT_SIZE = 8
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
-DIGIT_OFFSET = 3
+DIGIT_OFFSET = EOS_ID + 1      # class d -> id 3 + d: the classes follow PAD, BOS, EOS (no UNK: every class is known)
 VOCAB_SIZE = DIGIT_OFFSET + 10
 SKLEARN_VERSION = '1.9.1'
 _CSV_IN_WHEEL = 'sklearn/datasets/data/digits.csv.gz'
@@ -240,10 +240,10 @@ def encode_example(example: dict, *, max_digits: int) -> dict:
   digits = np.asarray(example['digits'], np.int32)
   size = np.shape(example['image'])[0]
   length = max_digits + 1
-  target_out = np.zeros(length, np.int32)
+  target_out = np.full(length, PAD_ID, np.int32)
   target_out[: len(digits)] = digits + DIGIT_OFFSET
   target_out[len(digits)] = EOS_ID
-  target_in = np.zeros(length, np.int32)
+  target_in = np.full(length, PAD_ID, np.int32)
   target_in[0] = BOS_ID
   target_in[1: len(digits) + 1] = digits + DIGIT_OFFSET
   spans = np.full((length, 2), -1, np.int32)

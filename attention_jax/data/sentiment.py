@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from attention_jax.data.splits import hash_split
+from attention_jax.special_tokens import WORD_PAD_ID, WORD_SPECIAL_SYMBOLS, WORD_UNK_ID
 
 VADER_VERSION = '3.3.2'
 DOMAIN_FILES = {
@@ -43,8 +44,6 @@ DOMAINS = tuple(DOMAIN_FILES)
 FINE_LABELS = ('very_negative', 'negative', 'neutral', 'positive', 'very_positive')
 _FINE_EDGES = (-2.0, -0.5, 0.5, 2.0)
 PREPARE_COMMAND = 'python -m experiments.prepare_data --dataset=vader_sentiment'
-
-PAD_ID, UNK_ID = 0, 1
 
 
 def binary_label(score: float) -> int:
@@ -183,28 +182,28 @@ def tokenize(text: str) -> list[str]:
 
 
 class WordVocabulary:
-  """Word <-> id map built from training texts; 0 = PAD, 1 = UNK."""
+  """Word <-> id map built from training texts; WORD_PAD_ID 0, WORD_UNK_ID 1, then the words."""
 
   def __init__(self, words: Sequence[str]):
-    self.words = ['<pad>', '<unk>'] + [w for w in words if w not in ('<pad>', '<unk>')]
+    self.words = list(WORD_SPECIAL_SYMBOLS) + [w for w in words if w not in WORD_SPECIAL_SYMBOLS]
     self.index = {w: i for i, w in enumerate(self.words)}
 
   @classmethod
   def build(cls, texts, *, min_count: int = 2, max_size: int = 20000) -> WordVocabulary:
     counts = collections.Counter(token for text in texts for token in tokenize(text))
     frequent = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
-    return cls(frequent[: max_size - 2])
+    return cls(frequent[: max_size - len(WORD_SPECIAL_SYMBOLS)])
 
   @property
   def size(self) -> int:
     return len(self.words)
 
   def encode(self, text: str) -> list[int]:
-    return [self.index.get(token, UNK_ID) for token in tokenize(text)]
+    return [self.index.get(token, WORD_UNK_ID) for token in tokenize(text)]
 
   def save(self, path: str) -> None:
     with open(path, 'w') as f:
-      json.dump(self.words[2:], f)
+      json.dump(self.words[len(WORD_SPECIAL_SYMBOLS):], f)
 
   @classmethod
   def load(cls, path: str) -> WordVocabulary:
@@ -216,7 +215,7 @@ def encode_example(example: dict, vocabulary: WordVocabulary, *, max_length: int
   """A tfds record -> {'tokens' [L] int32 (truncated, PAD-padded), 'label' int32, 'domain' int32}."""
   text = example['text'].decode() if isinstance(example['text'], bytes) else example['text']
   ids = vocabulary.encode(text)[:max_length]
-  tokens = np.zeros(max_length, np.int32)
+  tokens = np.full(max_length, WORD_PAD_ID, np.int32)
   tokens[: len(ids)] = ids
   return {'tokens': tokens, 'label': np.int32(example[label]), 'domain': np.int32(example['domain'])}
 

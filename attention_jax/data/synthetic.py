@@ -1,4 +1,5 @@
-"""Synthetic translation tasks with KNOWN source-target alignments, generated in code (no download).
+"""Synthetic translation tasks with KNOWN source-target alignments, generated in code (no download), and their
+tfds builder (array_record files, built on first use).
 
 Tasks (character level):
   copy     'hjbdd'            -> 'hjbdd'        target i <-> source i
@@ -11,15 +12,21 @@ Tasks (character level):
 Every example is {'source': str, 'target': str, 'alignment': int32 [K, 2] of (target index, source index)}.
 Splits: 'train', 'validation', 'test' with lengths in [min_length, max_length], and for copy/reverse/sort
 'test_long' with lengths in (max_length, 2 * max_length] for the length-generalisation test.
+
+    builder = prepare('date', data_dir, num_train=200)     # data_dir/synthetic/date-<hash of the options>/
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
+import os
 import random
 from collections.abc import Callable, Iterator
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 LETTERS = 'abcdefghijklmnopqrstuvwxyz'
 MONTHS = ('january', 'february', 'march', 'april', 'may', 'june', 'july', 'august', 'september', 'october',
@@ -27,6 +34,9 @@ MONTHS = ('january', 'february', 'march', 'april', 'may', 'june', 'july', 'augus
 WEEKDAYS = ('monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday')
 TASKS = ('copy', 'reverse', 'sort', 'date')
 LONG_SPLIT_TASKS = ('copy', 'reverse', 'sort')
+# The generation options of a built dataset, with the defaults the data config starts from (see prepare).
+DEFAULT_OPTIONS = {'num_train': 20000, 'num_eval': 1000, 'seed': 0, 'min_length': 3, 'max_length': 10,
+                   'alphabet_size': 10}
 
 Example = dict
 
@@ -182,3 +192,58 @@ def alphabet(task: str, alphabet_size: int = 10) -> str:
     chars = set('0123456789 ,./-') | set(''.join(MONTHS + WEEKDAYS)) | set('thesofndr')
     return ''.join(sorted(chars))
   return LETTERS[:alphabet_size]
+
+
+class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
+  """A synthetic task with gold alignments, as array_record files."""
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def __init__(self, *, task: str, num_train: int, num_eval: int, seed: int, min_length: int, max_length: int,
+               alphabet_size: int, **kwargs):
+    self._options = dict(task=task, num_train=num_train, num_eval=num_eval, seed=seed, min_length=min_length,
+                         max_length=max_length, alphabet_size=alphabet_size)
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=f'Synthetic {self._options["task"]} task with gold alignments; options {self._options}.',
+        features=tfds.features.FeaturesDict({
+            'source': tfds.features.Text(),
+            'target': tfds.features.Text(),
+            'alignment': tfds.features.Tensor(shape=(None, 2), dtype=np.int32),   # (target char, source char)
+        }),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    o = self._options
+    return {split: self._generate_examples(split, o['num_train'] if split == 'train' else o['num_eval'])
+            for split in splits(o['task'])}
+
+  def _generate_examples(self, split: str, count: int):
+    o = self._options
+    examples = generate(o['task'], split, count, seed=o['seed'], min_length=o['min_length'],
+                        max_length=o['max_length'], alphabet_size=o['alphabet_size'])
+    for i, example in enumerate(examples):
+      yield i, example
+
+
+def prepare(task: str, data_dir: str, **options) -> SyntheticTranslation:
+  """The built dataset of a task (generated on first use, seconds), one directory per generation setting.
+
+  Args:
+    task: one of TASKS.
+    data_dir: the data directory; the dataset goes to <data_dir>/synthetic/<task>-<hash of the options>.
+    **options: generation options (the keys of DEFAULT_OPTIONS); those not given take the defaults.
+  """
+  options = {**DEFAULT_OPTIONS, **{key: int(value) for key, value in options.items()}, 'task': task}
+  # Hashing the options means changing a size never reuses stale data.
+  digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
+  builder = SyntheticTranslation(data_dir=os.path.join(data_dir, 'synthetic', f'{task}-{digest}'),
+                                 file_format='array_record', **options)
+  if not builder.is_prepared():
+    tfds.disable_progress_bar()
+    builder.download_and_prepare()
+  return builder

@@ -1,11 +1,13 @@
-"""Tokenizers shared by the translation datasets: characters (synthetic tasks) and SentencePiece (real corpora).
+"""Tokenizers of the translation datasets: characters (synthetic tasks) and SentencePiece (real corpora), how they
+are learnt from training texts, and how a run directory keeps them.
 
-Both kinds reserve ids 0-3 for PAD, BOS, EOS and UNK, and have the same interface:
+Both kinds reserve ids 0-3 for PAD, BOS, EOS and UNK (attention_jax.special_tokens), and have the same interface:
 
     tokenizer.encode('text') -> [ids]          tokenizer.decode(ids) -> 'text' (stops at EOS)
     tokenizer.vocab_size                        tokenizer.tokens(ids) -> display labels (heatmap axes)
     tokenizer.encode_with_offsets('text') -> ([ids], [(begin, end)])   UTF-8 byte span of every token
     tokenizer.to_json() / tokenizer_from_json(data);  save_tokenizers(dir, ...) / load_tokenizers(dir)
+    train_tokenizer(kind, texts, ...)           every character of the texts, or a SentencePiece model (cached)
 
 A run directory keeps the tokenizers in vocab.json, so translate/evaluate reproduce the tokenisation.
 """
@@ -20,23 +22,23 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-SPECIALS = ('<pad>', '<s>', '</s>', '<unk>')
+from attention_jax.special_tokens import BOS_ID, EOS_ID, FIRST_TOKEN_ID, PAD_ID, SPECIAL_SYMBOLS, UNK_ID
+
 VOCAB_FILE = 'vocab.json'
 
 
-class CharVocabulary:
+class CharTokenizer:
   """Character-level tokenizer: ids 0-3 are PAD, BOS, EOS, UNK, then the characters in the given order."""
 
   def __init__(self, characters: str):
     if len(set(characters)) != len(characters):
-      raise ValueError('CharVocabulary characters must be unique.')
+      raise ValueError('CharTokenizer characters must be unique.')
     self.characters = characters
-    self._index = {c: i + len(SPECIALS) for i, c in enumerate(characters)}
+    self._index = {c: i + FIRST_TOKEN_ID for i, c in enumerate(characters)}
 
   @property
   def vocab_size(self) -> int:
-    return len(SPECIALS) + len(self.characters)
+    return FIRST_TOKEN_ID + len(self.characters)
 
   def encode(self, text: str) -> list[int]:
     return [self._index.get(c, UNK_ID) for c in text]
@@ -56,8 +58,8 @@ class CharVocabulary:
     for i in np.asarray(ids).tolist():
       if i == EOS_ID:
         break
-      if i >= len(SPECIALS):
-        out.append(self.characters[i - len(SPECIALS)])
+      if i >= FIRST_TOKEN_ID:
+        out.append(self.characters[i - FIRST_TOKEN_ID])
       elif i == UNK_ID:
         out.append('?')
     return ''.join(out)
@@ -68,7 +70,7 @@ class CharVocabulary:
     for i in np.asarray(ids).tolist():
       if i == PAD_ID:
         break
-      labels.append(SPECIALS[i] if i < len(SPECIALS) else self.characters[i - len(SPECIALS)])
+      labels.append(SPECIAL_SYMBOLS[i] if i < FIRST_TOKEN_ID else self.characters[i - FIRST_TOKEN_ID])
       if i == EOS_ID:
         break
     return labels
@@ -77,13 +79,13 @@ class CharVocabulary:
     return {'type': 'char', 'characters': self.characters}
 
   @classmethod
-  def from_json(cls, data: dict) -> CharVocabulary:
+  def from_json(cls, data: dict) -> CharTokenizer:
     if data.get('type') != 'char':
       raise ValueError(f'Not a character vocabulary: {data.get("type")!r}.')
     return cls(data['characters'])
 
 
-class SentencePieceVocabulary:
+class SentencePieceTokenizer:
   """A SentencePiece (unigram) model with ids 0-3 = PAD, BOS, EOS, UNK."""
 
   def __init__(self, model_proto: bytes):
@@ -92,7 +94,7 @@ class SentencePieceVocabulary:
     self._processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
 
   @classmethod
-  def train(cls, texts: Iterable[str], vocab_size: int, path: str) -> SentencePieceVocabulary:
+  def train(cls, texts: Iterable[str], vocab_size: int, path: str) -> SentencePieceTokenizer:
     """Trains on `texts` once and caches the model at `path`; later calls load the cached model.
 
     Deterministic: one thread, the input in the given order, no sampling of sentences.
@@ -136,7 +138,7 @@ class SentencePieceVocabulary:
     for i in np.asarray(ids).tolist():
       if i == PAD_ID:
         break
-      labels.append(SPECIALS[i] if i < len(SPECIALS) else self._processor.id_to_piece(i))
+      labels.append(SPECIAL_SYMBOLS[i] if i < FIRST_TOKEN_ID else self._processor.id_to_piece(i))
       if i == EOS_ID:
         break
     return labels
@@ -145,27 +147,47 @@ class SentencePieceVocabulary:
     return {'type': 'sentencepiece', 'model': base64.b64encode(self._proto).decode('ascii')}
 
   @classmethod
-  def from_json(cls, data: dict) -> SentencePieceVocabulary:
+  def from_json(cls, data: dict) -> SentencePieceTokenizer:
     if data.get('type') != 'sentencepiece':
       raise ValueError(f'Not a SentencePiece vocabulary: {data.get("type")!r}.')
     return cls(base64.b64decode(data['model']))
 
 
-# The names the rest of the code may prefer; the classes are the same.
-CharTokenizer = CharVocabulary
-SentencePieceTokenizer = SentencePieceVocabulary
-TOKENIZERS = {'char': CharVocabulary, 'sentencepiece': SentencePieceVocabulary}
+TOKENIZERS = {'char': CharTokenizer, 'sentencepiece': SentencePieceTokenizer}
 
 
 def tokenizer_from_json(data: dict):
-  """A CharVocabulary or SentencePieceVocabulary from its to_json() form."""
+  """A CharTokenizer or SentencePieceTokenizer from its to_json() form."""
   kind = data.get('type')
   if kind not in TOKENIZERS:
     raise ValueError(f'Unknown tokenizer type {kind!r}. Valid types: {", ".join(TOKENIZERS)}.')
   return TOKENIZERS[kind].from_json(data)
 
 
-vocabulary_from_json = tokenizer_from_json
+def check_kind(kind: str) -> None:
+  """Raises ValueError naming the valid tokenizer kinds when `kind` is not one of them."""
+  if kind not in TOKENIZERS:
+    raise ValueError(f'Unknown tokenizer {kind!r}. Valid tokenizers: {", ".join(TOKENIZERS)}.')
+
+
+def train_tokenizer(kind: str, texts: Iterable[str], *, vocab_size: int, cache_dir: str, cache_tag: str = ''):
+  """A tokenizer learnt from `texts` (the source and target texts of a training split).
+
+  Args:
+    kind: 'char': every character of the texts, sorted (others map to UNK); 'sentencepiece': one model shared by
+      source and target, trained once and cached as <cache_dir>/sentencepiece_<vocab_size><cache_tag>.model.
+    texts: read once (SentencePiece: only when the model is not cached yet).
+    vocab_size: SentencePiece pieces (ignored for 'char').
+    cache_dir, cache_tag: where the SentencePiece model is cached; the tag names what it was trained on.
+  """
+  check_kind(kind)
+  if kind == 'char':
+    characters = set()
+    for text in texts:
+      characters.update(text)
+    return CharTokenizer(''.join(sorted(characters)))
+  return SentencePieceTokenizer.train(texts, vocab_size,
+                                      os.path.join(cache_dir, f'sentencepiece_{vocab_size}{cache_tag}.model'))
 
 
 def save_tokenizers(directory: str, source_tokenizer, target_tokenizer, max_source_length: int,

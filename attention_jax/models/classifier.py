@@ -25,6 +25,7 @@ from flax.core import FrozenDict
 from attention_jax import scoring
 from attention_jax.models.encoders import RNNEncoder
 from attention_jax.modules import Attention
+from attention_jax.special_tokens import WORD_PAD_ID
 
 Array = jax.Array
 
@@ -33,7 +34,7 @@ class AttentionPoolingClassifier(nn.Module):
   """BiRNN encoder + attention pooling with a learned context query + linear classifier.
 
   Attributes:
-    vocab_size: V (id 0 = padding).
+    vocab_size: V (id 0, `pad_id`, is padding).
     num_classes: C.
     scorer, scorer_options, weighting: the attention pooling (see attention_jax.scoring).
     embed_dim, hidden_dim: E, and H per direction.
@@ -51,7 +52,7 @@ class AttentionPoolingClassifier(nn.Module):
   attention_dim: int = 64
   cell_type: str = 'gru'
   dropout_rate: float = 0.0
-  pad_id: int = 0
+  pad_id: int = WORD_PAD_ID
 
   @nn.compact
   def __call__(self, tokens: Array, *, train: bool = False) -> tuple[Array, Array]:
@@ -64,13 +65,9 @@ class AttentionPoolingClassifier(nn.Module):
     context_query = self.param('context_query', nn.initializers.normal(1.0 / self.attention_dim ** 0.5),
                                (self.attention_dim,))
     query = jnp.broadcast_to(context_query, (tokens.shape[0], self.attention_dim))
-    state = {}
-    if 'prev_weights' in scoring.get(self.scorer).state_names:
-      # A single pooling step has no previous weights; start from uniform over the real tokens.
-      state['prev_weights'] = mask / jnp.maximum(jnp.sum(mask, -1, keepdims=True), 1)
-    options = dict(self.scorer_options)
-    if self.scorer == 'location':
-      options.setdefault('max_source_length', tokens.shape[1])
+    # A single pooling step: the scorer's declared state (e.g. previous weights) takes its first-step value.
+    state = {name: declared.init(mask) for name, declared in scoring.get(self.scorer).state.items()}
+    options = scoring.with_source_length(self.scorer, self.scorer_options, tokens.shape[1])
     pooled, weights = Attention(self.scorer, self.weighting, FrozenDict(options), name='pooling')(
         query, keys, states, mask, **state)
     pooled = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)

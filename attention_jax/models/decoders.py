@@ -78,8 +78,9 @@ class _CellBase(nn.Module):
     self.dropout = nn.Dropout(self.dropout_rate)
 
   @property
-  def uses_prev_weights(self) -> bool:
-    return 'prev_weights' in scoring.get(self.scorer).state_names
+  def scorer_state(self) -> Mapping[str, scoring.DecoderState]:
+    """The decoder state the scorer declares it consumes (carried under carry['scorer_state'])."""
+    return scoring.get(self.scorer).state
 
   def _setup_attention(self):
     self.attention = Attention(scorer=self.scorer, weighting=self.weighting, scorer_options=self.scorer_options)
@@ -95,20 +96,23 @@ class _CellBase(nn.Module):
     return Memory(prepared, encoded, mask, summary)
 
   def initial_state(self, memory: Memory) -> dict[str, Array]:
-    """Decoder state before the first step: h_0 = tanh(W summary), plus what the style carries."""
+    """Decoder state before the first step: h_0 = tanh(W summary), Luong's h~_0 = 0 and the state the scorer
+    declares (`scoring.Scorer.state`, e.g. location_aware's previous weights)."""
     h0 = jnp.tanh(self.bridge(memory.summary)).astype(self.dtype)
     rnn_carry = (jnp.zeros_like(h0), h0) if self.cell_type == 'lstm' else h0
-    lengths = jnp.maximum(jnp.sum(memory.mask, axis=-1, keepdims=True), 1)
     return {
         'rnn': rnn_carry,
         'attentional': jnp.zeros_like(h0),
-        # The previous weights start uniform over the real source tokens (as ESPnet's location attention).
-        'prev_weights': memory.mask.astype(jnp.float32) / lengths,
+        'scorer_state': {name: state.init(memory.mask) for name, state in self.scorer_state.items()},
     }
 
-  def _attend(self, query: Array, carry: dict[str, Array], memory: Memory) -> tuple[Array, Array]:
-    state = {'prev_weights': carry['prev_weights']} if self.uses_prev_weights else {}
-    return self.attention.attend_prepared(query, memory.prepared, memory.values, memory.mask, **state)
+  def _attend(self, query: Array, carry: dict, memory: Memory) -> tuple[Array, Array, dict]:
+    """query [B, H] -> (context [B, D_enc], weights [B, S], carry with the scorer's state updated)."""
+    previous = carry['scorer_state']
+    context, weights = self.attention.attend_prepared(query, memory.prepared, memory.values, memory.mask,
+                                                      **previous)
+    updated = {name: state.update(previous[name], weights) for name, state in self.scorer_state.items()}
+    return context, weights, {**carry, 'scorer_state': updated}
 
 
 class BahdanauCell(_CellBase):
@@ -124,10 +128,10 @@ class BahdanauCell(_CellBase):
 
     carry, prev_embedded [B, E] -> carry, (s_t [B, H], c_t [B, D_enc], weights [B, S]).
     """
-    context, weights = self._attend(cell_output(carry['rnn']), carry, memory)
+    context, weights, carry = self._attend(cell_output(carry['rnn']), carry, memory)
     rnn_carry, state = self.rnn(carry['rnn'], jnp.concatenate([prev_embedded, context.astype(prev_embedded.dtype)],
                                                               -1))
-    return {**carry, 'rnn': rnn_carry, 'prev_weights': weights}, (state, context, weights)
+    return {**carry, 'rnn': rnn_carry}, (state, context, weights)
 
   def readout_logits(self, state: Array, context: Array, prev_embedded: Array, train: bool) -> Array:
     """logits = W_o dropout(tanh(W_r [s_t; c_t; y_{t-1}])): [..., H], [..., D_enc], [..., E] -> [..., V]."""
@@ -178,18 +182,18 @@ class LuongCell(_CellBase):
     if self.input_feeding:
       x = jnp.concatenate([prev_embedded, carry['attentional']], -1)
     rnn_carry, state = self.rnn(carry['rnn'], x)
-    context, weights = self._attend(state, carry, memory)
+    context, weights, carry = self._attend(state, carry, memory)
     attentional, logits = self._output(state, context, train)
-    carry = {**carry, 'rnn': rnn_carry, 'attentional': attentional, 'prev_weights': weights}
+    carry = {**carry, 'rnn': rnn_carry, 'attentional': attentional}
     return carry, (logits, weights)
 
   def teacher_forced(self, carry: dict, embedded_BTE: Array, memory: Memory, *, train: bool = False):
     """All target steps -> (logits [B, T, V], weights [B, T, S]).
 
-    Without input feeding (and with a scorer that needs no previous weights) the RNN runs as one scan and
-    attention is computed for all T steps at once: queries [B, T, H] against the prepared keys.
+    Without input feeding (and with a scorer that carries no state from step to step) the RNN runs as one scan
+    and attention is computed for all T steps at once: queries [B, T, H] against the prepared keys.
     """
-    if self.input_feeding or self.uses_prev_weights:
+    if self.input_feeding or self.scorer_state:
       _, outputs = _scan_steps(lambda cell, c, x: cell(c, x, memory, train=train), self, carry, embedded_BTE)
       return outputs
     _, states_BTH = _scan_steps(lambda cell, c, x: cell.rnn_step(c, x), self, carry['rnn'], embedded_BTE)

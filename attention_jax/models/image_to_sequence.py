@@ -8,7 +8,7 @@ A small CNN turns the image into a grid of feature vectors (the "annotation vect
 
 `weights[b, t].reshape(grid_shape)` is where the model looked when emitting token t. Teacher forcing and
 step-by-step decoding (`initial_state`, `decode_step`, used by `attention_jax.decoding`) are Seq2Seq's, from
-their shared base `AttentionDecoderModel`; only `encode` differs.
+their shared base `AttentionDecoderModel` (attention_decoder.py); only `encode` differs.
 
 The doubly stochastic regulariser of Xu et al. (eq. 14) pushes every grid cell to receive a total attention
 of about 1 over the output: lambda * sum_p (1 - sum_t a_tp)^2 (`doubly_stochastic_penalty`).
@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
+from attention_jax.models.attention_decoder import AttentionDecoderModel
 from attention_jax.models.decoders import DECODERS
 from attention_jax.models.decoders import Memory
-from attention_jax.models.seq2seq import AttentionDecoderModel
 
 Array = jax.Array
 

@@ -4,7 +4,7 @@
     logits [B, T, V_t], weights [B, T, S] = model.apply({'params': p}, source [B, S], target_in [B, T],
                                                         train=False)            # teacher forcing
 
-Step-by-step decoding (used by `attention_jax.decoding`):
+Step-by-step decoding (used by `attention_jax.decoding`; shared with every `AttentionDecoderModel`):
 
     memory = model.apply(v, source, method=Seq2Seq.encode)                  # encoder + key-side work, once
     carry = model.apply(v, memory, method=Seq2Seq.initial_state)
@@ -16,6 +16,7 @@ Token id 0 is padding (`pad_id`); masks come from it. Logits are float32.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,39 +26,15 @@ import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from attention_jax import scoring
+from attention_jax.models.attention_decoder import AttentionDecoderModel
 from attention_jax.models.decoders import DECODERS
 from attention_jax.models.decoders import Memory
 from attention_jax.models.encoders import ENCODERS
 from attention_jax.models.encoders import make_encoder
 from attention_jax.modules import MULTI_HEAD_IMPLEMENTATIONS
+from attention_jax.special_tokens import PAD_ID
 
 Array = jax.Array
-
-
-class AttentionDecoderModel(nn.Module):
-  """What every encoder-attention-decoder model shares once its `encode` has built the decoder's Memory.
-
-  Subclasses define `setup` with `self.cell` (a decoder cell of attention_jax.models.decoders),
-  `self.target_embed` (nn.Embed of the output tokens) and `self.dropout` (nn.Dropout), and
-  `encode(inputs, *, train) -> Memory`.
-  """
-
-  def initial_state(self, memory: Memory) -> dict[str, Array]:
-    """The decoder state before the first output token."""
-    return self.cell.initial_state(memory)
-
-  def decode_step(self, carry: dict, prev_tokens: Array, memory: Memory) -> tuple[dict, Array, Array]:
-    """One inference step: prev_tokens [B] -> (carry, logits [B, V] float32, weights [B, S])."""
-    carry, (logits, weights) = self.cell(carry, self.target_embed(prev_tokens), memory, train=False)
-    return carry, logits.astype(jnp.float32), weights
-
-  def __call__(self, inputs: Array, target_in: Array, *, train: bool = False) -> tuple[Array, Array]:
-    """Teacher forcing: inputs (what `encode` takes), target_in [B, T] -> (logits [B, T, V] float32,
-    weights [B, T, S]), S being what the decoder attends over (source positions, image grid cells)."""
-    memory = self.encode(inputs, train=train)
-    embedded = self.dropout(self.target_embed(target_in), deterministic=not train)
-    logits, weights = self.cell.teacher_forced(self.initial_state(memory), embedded, memory, train=train)
-    return logits.astype(jnp.float32), weights
 
 
 class Seq2Seq(AttentionDecoderModel):
@@ -97,7 +74,7 @@ class Seq2Seq(AttentionDecoderModel):
   transformer_attention: str = 'vmap'
   input_feeding: bool = True
   dropout_rate: float = 0.0
-  pad_id: int = 0
+  pad_id: int = PAD_ID
   dtype: Any = jnp.float32
 
   def setup(self):
@@ -122,16 +99,19 @@ class Seq2Seq(AttentionDecoderModel):
     encoded, summary = self.source_encoder(embedded, mask, train=train)
     return self.cell.prepare_memory(encoded, mask, summary)
 
-MODEL_FIELDS = ('encoder', 'decoder', 'decoder_cell', 'scorer', 'scorer_options', 'weighting', 'embed_dim',
-                'hidden_dim', 'encoder_layers', 'num_heads', 'mlp_dim', 'transformer_attention', 'input_feeding',
-                'dropout_rate', 'dtype')
+
+# The fields a config.model sets: every Seq2Seq field except those the data decides (vocabulary sizes; the
+# padding id, from attention_jax.special_tokens) and Flax's own (parent, name).
+_FIELDS_NOT_CONFIGURED = ('source_vocab_size', 'target_vocab_size', 'pad_id', 'parent', 'name')
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(Seq2Seq) if f.name not in _FIELDS_NOT_CONFIGURED)
 
 
 def build_model(model_config: Mapping[str, Any], *, source_vocab_size: int, target_vocab_size: int,
                 max_source_length: int) -> Seq2Seq:
   """A Seq2Seq from a config.model (a ConfigDict or dict with the MODEL_FIELDS keys), validated.
 
-  The `location` scorer scores source positions, so it gets `max_source_length` automatically.
+  A scorer that declares a `source_length_option` (e.g. `location`, which scores source positions) gets
+  `max_source_length` there unless the config sets it.
 
   Raises:
     ValueError: unknown field, encoder, decoder, cell or scorer (the message lists the valid choices).
@@ -149,14 +129,9 @@ def build_model(model_config: Mapping[str, Any], *, source_vocab_size: int, targ
   if config.get('transformer_attention', 'vmap') not in MULTI_HEAD_IMPLEMENTATIONS:
     raise ValueError(f'Unknown transformer_attention {config["transformer_attention"]!r}. Valid: '
                      f'{", ".join(MULTI_HEAD_IMPLEMENTATIONS)}.')
-  scorer = scoring.get(config.get('scorer', 'additive'))
-  options = dict(config.get('scorer_options') or {})
-  if scorer.name == 'location':
-    options.setdefault('max_source_length', int(max_source_length))
-  unknown_options = sorted(set(options) - set(scorer.options))
-  if unknown_options:
-    raise ValueError(f'Unknown option(s) {unknown_options} for scorer {scorer.name!r}. Valid options: '
-                     f'{", ".join(sorted(scorer.options)) or "none"}.')
+  scorer = config.get('scorer', 'additive')
+  options = scoring.with_source_length(scorer, config.get('scorer_options') or {}, max_source_length)
+  scoring.check_options(scorer, options)
   config['scorer_options'] = FrozenDict(options)
   dtypes = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
   if config.get('dtype', 'float32') not in dtypes:

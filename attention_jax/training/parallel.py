@@ -17,11 +17,11 @@ import functools
 
 import flax.jax_utils
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from attention_jax.training import steps
+
 
 PARALLEL_MODES = ('sharded', 'pmap', 'single')
 PMAP_AXIS = 'batch'
@@ -50,27 +50,33 @@ def make_mesh() -> Mesh:
 class Runner:
   """Holds the compiled steps and the placement rules of one parallel mode.
 
-  Attributes:
+  Args:
     mode: 'sharded' | 'pmap' | 'single'.
+    train_step: (state, batch, *, axis_name=None) -> (state, metric sums), e.g.
+      functools.partial(steps.train_step, loss_fn=...).
+    eval_step: (state, batch, *, axis_name=None) -> (metric sums, per-example outputs [B, ...]), or None.
+    vmap_seeds: the state has a leading seed axis (seeds.init_seed_states); every seed steps on the same batch
+      in one compiled program, and metrics keep the seed axis.
   """
 
-  def __init__(self, mode: str, model, *, label_smoothing: float = 0.0):
+  def __init__(self, mode: str, train_step, eval_step=None, *, vmap_seeds: bool = False):
     check_mode(mode)
     self.mode = mode
-    train = functools.partial(steps.train_step, model=model, label_smoothing=label_smoothing)
-    evaluate = functools.partial(steps.eval_step, model=model)
-    if mode == 'sharded':
-      self.mesh = make_mesh()
-      self._replicated = NamedSharding(self.mesh, PartitionSpec())
-      self._batch_sharding = NamedSharding(self.mesh, PartitionSpec('data'))
-      self._train = jax.jit(train, donate_argnums=0)
-      self._eval = jax.jit(evaluate)
-    elif mode == 'pmap':
-      self._train = jax.pmap(functools.partial(train, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS, donate_argnums=0)
-      self._eval = jax.pmap(functools.partial(evaluate, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS)
+    if vmap_seeds:
+      train_step = _over_seeds(train_step)
+      eval_step = _over_seeds(eval_step) if eval_step is not None else None
+    if mode == 'pmap':
+      self._train = jax.pmap(functools.partial(train_step, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS,
+                             donate_argnums=0)
+      self._eval = (jax.pmap(functools.partial(eval_step, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS)
+                    if eval_step is not None else None)
     else:
-      self._train = jax.jit(train, donate_argnums=0)
-      self._eval = jax.jit(evaluate)
+      if mode == 'sharded':
+        self.mesh = make_mesh()
+        self._replicated = NamedSharding(self.mesh, PartitionSpec())
+        self._batch_sharding = NamedSharding(self.mesh, PartitionSpec('data'))
+      self._train = jax.jit(train_step, donate_argnums=0)
+      self._eval = jax.jit(eval_step) if eval_step is not None else None
 
   # ---- placement ----------------------------------------------------------------------------------------
 
@@ -108,28 +114,21 @@ class Runner:
     return state, metrics
 
   def eval_step(self, state, batch: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
-    """-> (metric sums on host, this process's attention weights [B_local, T, S] on host)."""
-    metrics, attention = self._eval(state, self.put_batch(batch))
+    """-> (metric sums on host, this process's per-example outputs [B_local, ...] on host, e.g. attention)."""
+    metrics, outputs = self._eval(state, self.put_batch(batch))
     if self.mode == 'pmap':
       metrics = jax.tree.map(lambda x: x[0], metrics)
-      attention = np.asarray(attention).reshape(-1, *attention.shape[2:])
+      outputs = np.asarray(outputs).reshape(-1, *outputs.shape[2:])
     elif self.mode == 'sharded':
-      attention = np.concatenate([np.asarray(s.data) for s in sorted(
-          attention.addressable_shards, key=lambda s: s.index[0].start or 0)], axis=0) \
-          if jax.process_count() > 1 else np.asarray(attention)
-    return jax.device_get(metrics), np.asarray(attention)
+      outputs = np.concatenate([np.asarray(s.data) for s in sorted(
+          outputs.addressable_shards, key=lambda s: s.index[0].start or 0)], axis=0) \
+          if jax.process_count() > 1 else np.asarray(outputs)
+    return jax.device_get(metrics), np.asarray(outputs)
 
 
-def sum_metrics(accumulated: dict | None, metrics: dict) -> dict:
-  """Adds step metrics (device arrays, no sync); nonfinite_step keeps the minimum."""
-  if accumulated is None:
-    return dict(metrics)
-  out = {}
-  for k, v in metrics.items():
-    if k == 'nonfinite_step':
-      out[k] = jnp.minimum(accumulated[k], v)
-    elif k == 'grad_norm':
-      out[k] = v                                          # the latest, for logging
-    else:
-      out[k] = accumulated[k] + v
-  return out
+def _over_seeds(step):
+  """step vmapped over the leading seed axis of the state, the batch shared: (state_K, batch) -> (state_K, out_K)."""
+
+  def over_seeds(state, batch, **kwargs):
+    return jax.vmap(lambda one_state: step(one_state, batch, **kwargs))(state)
+  return over_seeds

@@ -1,6 +1,6 @@
 """`python -m experiments.train ...` that SIGKILLs itself right after starting the asynchronous checkpoint save
 of step $KILL_AT_STEP: a deterministic `kill -9` in the middle of training and of a save. A rerun of the same
-command must resume from the newest complete checkpoint (see tests/test_training_loop.py)."""
+command must resume from the newest complete checkpoint (see tests/tasks/test_translation.py)."""
 
 import os
 import signal

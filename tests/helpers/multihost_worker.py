@@ -1,4 +1,4 @@
-"""One process of a 2-process run on 127.0.0.1 (see tests/test_training_loop.py). Trains the tiny config in
+"""One process of a 2-process run on 127.0.0.1 (see tests/tasks/test_translation.py). Trains the tiny config in
 'sharded' or 'pmap' mode with each process feeding its own half of every batch, then prints a checksum of the
 params and the test loss."""
 
@@ -7,7 +7,7 @@ import sys
 import jax
 import numpy as np
 
-from attention_jax.training.loop import train_and_evaluate
+from attention_jax import tasks
 from configs import test_tiny
 
 
@@ -25,11 +25,11 @@ def main(port: str, process_id: str, workdir: str, data_dir: str, mode: str):
   config.distributed.coordinator_address = f'127.0.0.1:{port}'
   config.distributed.num_processes = 2
   config.distributed.process_id = int(process_id)
-  results = train_and_evaluate(config, workdir)
+  results = tasks.run(config, workdir)         # starts jax.distributed from config.distributed
   from attention_jax.training import checkpointing
-  from attention_jax.training.loop import build_experiment, initial_state
-  task, model = build_experiment(config)
-  state = initial_state(config, task, model)
+  from attention_jax.tasks import translation
+  task, model = translation.build(config)
+  state = translation.initial_state(config, task, model)
   restored = checkpointing.Checkpoints(workdir, best_metric=None).restore_latest(checkpointing.abstract_like(state))
   params = jax.device_get(restored[0].params)
   checksum = sum(float(np.sum(np.abs(x))) for x in jax.tree.leaves(params))

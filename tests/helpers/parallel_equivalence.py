@@ -9,7 +9,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from attention_jax.training import parallel  # noqa: E402
-from attention_jax.training.loop import build_experiment, initial_state  # noqa: E402
+from attention_jax.tasks import translation  # noqa: E402
 from configs import test_tiny  # noqa: E402
 
 
@@ -18,15 +18,16 @@ def main():
   config = test_tiny.get_config()
   config.data.data_dir = os.environ['DATA_DIR']
   config.train.batch_size = 16
-  task, model = build_experiment(config)
+  task, model = translation.build(config)
   batches = task.train_iterator(batch_size=16, seed=0)
   data = [next(batches) for _ in range(3)]
   # Uneven token counts per device (the last examples are cut short) exercise the psum-then-divide rule.
   data[0]['target_out'][12:, 3:] = 0
   finals = {}
   for mode in parallel.PARALLEL_MODES:
-    runner = parallel.Runner(mode, model, label_smoothing=0.1)
-    state = runner.put_state(initial_state(config, task, model))
+    config.train.label_smoothing = 0.1
+    runner = translation.make_runner(config, model, mode=mode)
+    state = runner.put_state(translation.initial_state(config, task, model))
     losses = []
     for batch in data:
       state, metrics = runner.train_step(state, batch)

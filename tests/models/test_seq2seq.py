@@ -166,3 +166,37 @@ def test_bfloat16_mixed_precision_keeps_float32_params_weights_and_logits(encode
   assert all(g.dtype == jnp.float32 and np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   with pytest.raises(ValueError, match='Unknown dtype .float16.. Valid dtypes: float32, bfloat16'):
     make(dtype='float16')
+
+
+def _coverage_scorer():
+  """A stateful scorer that exists only in this test: q . k_j minus a learned multiple of the attention j got so far."""
+  def init(rng, query_dim, key_dim):
+    del rng, query_dim, key_dim
+    return {'penalty': jnp.asarray(2.0, jnp.float32)}
+
+  def score(params, query, keys, *, coverage):
+    return keys @ query - params['penalty'] * coverage
+
+  coverage = scoring.DecoderState(init=lambda mask: jnp.zeros(mask.shape, jnp.float32),
+                                  update=lambda previous, weights: previous + weights)
+  return scoring.Scorer('coverage', init, lambda params, keys: keys, score, state={'coverage': coverage},
+                        equal_dims=True)
+
+
+@pytest.mark.parametrize('decoder', ['bahdanau', 'luong'])
+def test_a_new_stateful_scorer_needs_only_its_registry_entry(monkeypatch, decoder):
+  monkeypatch.setitem(scoring.SCORERS, 'coverage', _coverage_scorer())
+  model = make(decoder=decoder, scorer='coverage', input_feeding=False)
+  variables = model.init(jax.random.key(0), SOURCE, TARGET_IN)
+  assert variables['params']['cell']['attention']['scorer'].keys() == {'penalty'}
+  logits, weights = model.apply(variables, SOURCE, TARGET_IN)
+  step_logits, step_weights = stepwise(model, variables, SOURCE, TARGET_IN)
+  np.testing.assert_allclose(logits, step_logits, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(weights, step_weights, rtol=1e-5, atol=1e-5)
+  memory = model.apply(variables, SOURCE, method=Seq2Seq.encode)
+  carry = model.apply(variables, memory, method=Seq2Seq.initial_state)
+  total = 0.0
+  for t in range(T_LEN):   # the decoder carries the declared state: here the running sum of the weights
+    carry, _, w_t = model.apply(variables, carry, TARGET_IN[:, t], memory, method=Seq2Seq.decode_step)
+    total = total + w_t
+  np.testing.assert_allclose(carry['scorer_state']['coverage'], total, rtol=1e-6)

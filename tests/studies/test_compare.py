@@ -9,12 +9,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from attention_jax.data.translation import make_task
+from attention_jax.data import make_task
 from attention_jax.models import build_model
-from attention_jax.training import compare
+from attention_jax.studies import compare
+from attention_jax.tasks import translation
+from attention_jax.training import parallel
 from attention_jax.training import seeds as seeds_lib
 from attention_jax.training import steps
-from attention_jax.training.config import translation_config
 from configs import test_tiny
 
 
@@ -34,7 +35,7 @@ def tiny_compare_config(data_dir):
 
 
 def test_seed_k_of_the_vmapped_run_equals_a_single_run_with_seed_k():
-  config = translation_config()
+  config = translation.default_config()
   config.train.warmup_steps = 0
   model = build_model(dict(encoder='bigru', decoder='bahdanau', scorer='additive', embed_dim=8, hidden_dim=8,
                            dropout_rate=0.3), source_vocab_size=9, target_vocab_size=9, max_source_length=6)
@@ -45,8 +46,9 @@ def test_seed_k_of_the_vmapped_run_equals_a_single_run_with_seed_k():
               'target_out': rng.integers(2, 9, (4, 5)).astype(np.int32)} for _ in range(3)]
   example = (batches[0]['source'][:1], batches[0]['target_in'][:1])
   states = seeds_lib.init_seed_states(model, optimizer, [3, 7], *example)
-  multi_step = seeds_lib.make_multi_seed_train_step(model)
-  single_step = jax.jit(functools.partial(steps.train_step, model=model))
+  train_step = functools.partial(steps.train_step, loss_fn=functools.partial(translation.sequence_loss, model=model))
+  multi_step = parallel.Runner('single', train_step, vmap_seeds=True).train_step
+  single_step = jax.jit(train_step)
   single = steps.create_train_state(model, optimizer, 7, *example)
   for batch in batches:
     states, multi_metrics = multi_step(states, batch)
@@ -63,28 +65,30 @@ def test_sweep_writes_report_and_is_resumable(tmp_path, monkeypatch):
   config = tiny_compare_config(data_dir)
 
   # Interrupt the second variant at its 6th step (after its step-4 checkpoint), as a kill would.
-  real = seeds_lib.make_multi_seed_train_step
+  real = compare.make_seed_runner
   calls = {'dot': 0}
 
-  def interrupted(model, label_smoothing=0.0):
-    step = real(model, label_smoothing)
+  def interrupted(config, model):
+    runner = real(config, model)
     if model.decoder != 'bahdanau' or model.scorer != 'dot':
-      return step
+      return runner
+    step = runner.train_step
 
     def wrapped(states, batch):
       calls['dot'] += 1
       if calls['dot'] == 6:
         raise KeyboardInterrupt('simulated kill')
       return step(states, batch)
-    return wrapped
+    runner.train_step = wrapped
+    return runner
 
-  monkeypatch.setattr(seeds_lib, 'make_multi_seed_train_step', interrupted)
+  monkeypatch.setattr(compare, 'make_seed_runner', interrupted)
   with pytest.raises(KeyboardInterrupt):
     compare.run_comparison(config, workdir)
   assert os.path.exists(os.path.join(workdir, 'runs', 'none', 'result.json'))
   assert not os.path.exists(os.path.join(workdir, 'runs', 'dot', 'result.json'))
   finished_at = os.path.getmtime(os.path.join(workdir, 'runs', 'none', 'result.json'))
-  monkeypatch.setattr(seeds_lib, 'make_multi_seed_train_step', real)
+  monkeypatch.setattr(compare, 'make_seed_runner', real)
 
   report = compare.run_comparison(config, workdir, command='python -m experiments.compare ...')
   assert os.path.getmtime(os.path.join(workdir, 'runs', 'none', 'result.json')) == finished_at   # skipped

@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 
 from attention_jax import decoding
-from attention_jax.data import EOS_ID
+from attention_jax.special_tokens import EOS_ID
+from attention_jax.tasks import translation
 from attention_jax.training import checkpointing
-from attention_jax.training.loop import NonFiniteLossError, build_experiment, initial_state, train_and_evaluate
+from attention_jax.tasks.translation import initial_state, train_and_evaluate
+from attention_jax.training.loop import NonFiniteLossError
 from attention_jax.training.metrics_writer import read_metrics
 from configs import test_tiny
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = __file__.rsplit('/tests/', 1)[0]
 
 
 @pytest.fixture(scope='module')
@@ -35,7 +37,7 @@ def tiny_config(data_dir, **train):
 
 
 def final_params(config, workdir):
-  task, model = build_experiment(config)
+  task, model = translation.build(config)
   abstract = checkpointing.abstract_like(initial_state(config, task, model))
   state, data_state = checkpointing.Checkpoints(workdir, best_metric=None).restore_latest(abstract)
   return jax.device_get(state), data_state
@@ -94,7 +96,7 @@ def test_translate_prints_translations_and_saves_heatmaps(tiny_run, tmp_path):
   for _, _, path in lines:
     assert os.path.exists(path) and os.path.dirname(path) == output_dir
   # The printed translations are the greedy decodes of the latest checkpoint's parameters.
-  task, model = build_experiment(config)
+  task, model = translation.build(config)
   state, _ = final_params(config, workdir)
   source = np.zeros((2, task.max_source_length), np.int32)
   for i, sentence in enumerate(sentences):

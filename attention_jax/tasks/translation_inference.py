@@ -16,11 +16,12 @@ import ml_collections
 import numpy as np
 
 from attention_jax import visualization
-from attention_jax.data import EOS_ID, load_tokenizers
+from attention_jax.data import load_tokenizers
 from attention_jax.models import build_model
+from attention_jax.special_tokens import EOS_ID
+from attention_jax.tasks.translation_eval import decode_batch
 from attention_jax.training import checkpointing
 from attention_jax.training import steps
-from attention_jax.training.loop import decode
 
 
 def load_translator(workdir: str, which: str = 'best') -> tuple:
@@ -57,7 +58,7 @@ def translate(sentences: Sequence[str], workdir: str, output_dir: str, beam_size
   for i, sentence in enumerate(sentences):
     ids = source_tokenizer.encode(sentence)[: max_source - 1] + [EOS_ID]
     source[i, : len(ids)] = ids
-  tokens, weights = decode(model, params, source, config.eval, max_target)     # beam search if beam_size > 1
+  tokens, weights = decode_batch(model, params, source, config.eval, max_target)     # beam search if beam_size > 1
   results = []
   for i, sentence in enumerate(sentences):
     output = target_tokenizer.decode(tokens[i])

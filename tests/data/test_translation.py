@@ -5,7 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from attention_jax import data
+from attention_jax import special_tokens
 from attention_jax.data import synthetic
+from attention_jax.data import tokenizers
 from attention_jax.data import translation
 
 
@@ -45,7 +48,7 @@ def test_generation_is_deterministic_and_split_streams_differ():
 
 @pytest.fixture(scope='module')
 def task(tmp_path_factory):
-  config = translation.default_data_config('reverse')
+  config = data.default_data_config('reverse')
   config.data_dir = str(tmp_path_factory.mktemp('data'))
   config.num_train, config.num_eval, config.max_length = 300, 50, 6
   return translation.make_task(config)
@@ -59,12 +62,12 @@ def test_builder_counts_and_batches(task):
   assert {k: v.shape for k, v in batch.items()} == {'source': (8, S), 'target_in': (8, T), 'target_out': (8, T),
                                                     'alignment': (8, T, S)}
   for i in range(8):
-    source = task.source_vocab.decode(batch['source'][i])
-    target = task.target_vocab.decode(batch['target_out'][i])
+    source = task.source_tokenizer.decode(batch['source'][i])
+    target = task.target_tokenizer.decode(batch['target_out'][i])
     assert target == source[::-1]
     n = len(source)
-    assert batch['source'][i, n] == translation.EOS_ID and batch['target_out'][i, n] == translation.EOS_ID
-    assert batch['target_in'][i, 0] == translation.BOS_ID
+    assert batch['source'][i, n] == special_tokens.EOS_ID and batch['target_out'][i, n] == special_tokens.EOS_ID
+    assert batch['target_in'][i, 0] == special_tokens.BOS_ID
     np.testing.assert_array_equal(batch['target_in'][i, 1:n + 1], batch['target_out'][i, :n])
     np.testing.assert_array_equal(batch['alignment'][i, :n, :n], np.fliplr(np.eye(n)))
     assert batch['alignment'][i, n:].sum() == 0                # EOS and padding rows have no gold links
@@ -91,7 +94,7 @@ def test_process_shards_are_disjoint_and_cover_the_data(task):
   examples = [src for src, _ in task.examples('train')]
   for p in range(2):
     iterator = task.train_iterator(batch_size=10, seed=0, process_index=p, process_count=2)
-    read = sorted(task.source_vocab.decode(r) for _ in range(15) for r in next(iterator)['source'])  # one epoch
+    read = sorted(task.source_tokenizer.decode(r) for _ in range(15) for r in next(iterator)['source'])  # one epoch
     assert read == sorted(examples[p::2])          # exactly this process's records, each once per epoch
 
 
@@ -101,13 +104,13 @@ def test_eval_batches_pad_the_last_batch_with_empty_examples(task):
   last = batches[-1]
   assert (last['target_out'][2:] == 0).all() and (last['target_out'][:2] != 0).any()   # 50 = 3 * 16 + 2
   refs = [t for _, t in task.examples('test')]
-  assert [task.target_vocab.decode(r) for r in batches[0]['target_out']] == refs[:16]
+  assert [task.target_tokenizer.decode(r) for r in batches[0]['target_out']] == refs[:16]
 
 
 def test_char_vocabulary_round_trip_and_tokens():
-  vocab = translation.CharVocabulary('abc -')
+  vocab = tokenizers.CharTokenizer('abc -')
   ids = vocab.encode('ab-z')
-  assert ids == [4, 5, 8, translation.UNK_ID]
-  assert vocab.decode(ids + [translation.EOS_ID, 5]) == 'ab-?'
+  assert ids == [4, 5, 8, special_tokens.UNK_ID]
+  assert vocab.decode(ids + [special_tokens.EOS_ID, 5]) == 'ab-?'
   assert vocab.tokens([4, 2, 0]) == ['a', '</s>']
-  assert translation.vocabulary_from_json(vocab.to_json()).encode('cab') == vocab.encode('cab')
+  assert tokenizers.tokenizer_from_json(vocab.to_json()).encode('cab') == vocab.encode('cab')

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from attention_jax import alignment_metrics as am
+from attention_jax.metrics import alignment as am
 
 
 def links(shape, pairs):

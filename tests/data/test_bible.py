@@ -7,8 +7,11 @@ import zlib
 import numpy as np
 import pytest
 
+from attention_jax import data
+from attention_jax.data import alignments
 from attention_jax.data import bible
 from attention_jax.data import translation
+from attention_jax.data import translation_task
 
 GEN_1_1_EN = ('In the <w lemma="strong:H7225">beginning</w> <w lemma="strong:H0430">God</w> '
               '<w lemma="strong:H1254">created</w> the <w lemma="strong:H8064">heaven</w> '
@@ -120,12 +123,12 @@ def test_builder_counts_and_chapter_splits(built):
   # Gen 1, Ruth 1 -> train; Gen 18, Ruth 4 -> validation; Gen 2 -> test (md5 of 'Book.chapter').
   assert counts == {'train': 40, 'validation': 40, 'test': 20}
   for split, source in sources.items():                     # whole chapters per split
-    chapters = {translation._text(source[i]['reference']).rsplit('.', 1)[0] for i in range(len(source))}
+    chapters = {translation_task.record_text(source[i]['reference']).rsplit('.', 1)[0] for i in range(len(source))}
     assert all(bible.split_of(c + '.1') == split for c in chapters)
 
 
 def test_unprepared_bible_names_the_command(tmp_path):
-  config = translation.default_data_config('bible_en_es')
+  config = data.default_data_config('bible_en_es')
   with pytest.raises(FileNotFoundError, match='python -m experiments.prepare_data --dataset=bible_en_es'):
     translation.make_task(config, data_dir=str(tmp_path))
 
@@ -133,7 +136,7 @@ def test_unprepared_bible_names_the_command(tmp_path):
 @pytest.mark.parametrize('tokenizer', ['char', 'sentencepiece'])
 def test_bible_task_maps_word_links_onto_tokens(built, tokenizer):
   data_dir, _ = built
-  config = translation.default_data_config('bible_en_es')
+  config = data.default_data_config('bible_en_es')
   config.tokenizer, config.vocab_size = tokenizer, 80
   config.max_source_length = config.max_target_length = 200 if tokenizer == 'char' else 80
   task = translation.make_task(config, data_dir=data_dir)
@@ -146,9 +149,9 @@ def test_bible_task_maps_word_links_onto_tokens(built, tokenizer):
   source_ids = batch['source'][index][batch['source'][index] > 0][:-1]          # without EOS
   target_ids = batch['target_out'][index][batch['target_out'][index] > 0][:-1]
   source_text, target_text = examples[index]
-  src_members = translation.token_unit_membership(
+  src_members = alignments.token_unit_membership(
       source_text, task.source_tokenizer.encode_with_offsets(source_text)[1], 'word')
-  tgt_members = translation.token_unit_membership(
+  tgt_members = alignments.token_unit_membership(
       target_text, task.target_tokenizer.encode_with_offsets(target_text)[1], 'word')
   assert len(src_members) == len(source_ids) and len(tgt_members) == len(target_ids)
   word_links = {(0, 2), (1, 2), (2, 2), (3, 4), (4, 3), (5, 6), (6, 6)} | {(t, s) for t in (7, 8, 9) for s in (7, 9)}
@@ -165,14 +168,14 @@ def test_bible_task_maps_word_links_onto_tokens(built, tokenizer):
 def test_token_membership_for_sentencepiece_style_spans():
   text = 'el niño  come'
   # Pieces '▁el' (0-2), '▁niñ' (2-7, the space first), 'o' (7-8), '▁' (8-10, spaces only), 'come' (10-14).
-  members = translation.token_unit_membership(text, [(0, 2), (2, 7), (7, 8), (8, 10), (10, 14)], 'word')
+  members = alignments.token_unit_membership(text, [(0, 2), (2, 7), (7, 8), (8, 10), (10, 14)], 'word')
   assert members.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]   # bare '▁' joins the next word
-  assert translation.unit_spans('añb', 'char').tolist() == [[0, 1], [1, 3], [3, 4]]
-  assert translation.unit_spans(' ñu  a ', 'word').tolist() == [[1, 4], [6, 7]]
+  assert alignments.unit_spans('añb', 'char').tolist() == [[0, 1], [1, 3], [3, 4]]
+  assert alignments.unit_spans(' ñu  a ', 'word').tolist() == [[1, 4], [6, 7]]
   # A piece covering two characters covers both units: aligned wherever either is.
-  members = translation.token_unit_membership('abc', [(0, 2), (2, 3)], 'char')
+  members = alignments.token_unit_membership('abc', [(0, 2), (2, 3)], 'char')
   assert members.tolist() == [[1, 1, 0], [0, 0, 1]]
-  gold = translation.token_alignment(np.array([[0, 1], [1, 2]]), np.eye(2, dtype=bool), members)
+  gold = alignments.token_alignment(np.array([[0, 1], [1, 2]]), np.eye(2, dtype=bool), members)
   assert gold.tolist() == [[1, 0], [0, 1]]
 
 

@@ -8,10 +8,13 @@ import lzma
 import numpy as np
 import pytest
 
-from attention_jax import rouge
+from attention_jax import data
+from attention_jax import special_tokens
 from attention_jax.data import summaries
 from attention_jax.data import translation
-from attention_jax.training.loop import train_and_evaluate
+from attention_jax.data import translation_task
+from attention_jax.metrics import rouge
+from attention_jax.tasks.translation import train_and_evaluate
 from attention_jax.training.metrics_writer import read_metrics
 
 STANZAS = """Package: libfoo1
@@ -113,7 +116,7 @@ def test_task_cuts_long_documents_instead_of_dropping_them(tmp_path):
   source = tmp_path / 'Translation-en'
   source.write_text(long_text)
   summaries.builder(str(tmp_path / 'data'), str(source)).download_and_prepare()
-  config = translation.default_data_config('debian_summaries')
+  config = data.default_data_config('debian_summaries')
   config.data_dir = str(tmp_path / 'data')
   config.tokenizer = 'char'
   config.max_source_length = 40
@@ -127,16 +130,16 @@ def test_task_cuts_long_documents_instead_of_dropping_them(tmp_path):
   index = [summary for _, summary in task.examples(split)].index('very long description here')
   batch = task.eval_batches(split, batch_size=len(task.examples(split)))[0]
   source = batch['source'][index]
-  assert source[-1] == translation.EOS_ID and np.all(source[:-1] != translation.PAD_ID)   # cut to S - 1 + EOS
-  assert task.source_vocab.decode(source) == ('word ' * 8)[:39]
-  assert task.target_vocab.decode(batch['target_out'][index]) == 'very long description here'
+  assert source[-1] == special_tokens.EOS_ID and np.all(source[:-1] != special_tokens.PAD_ID)   # cut to S - 1 + EOS
+  assert task.source_tokenizer.decode(source) == ('word ' * 8)[:39]
+  assert task.target_tokenizer.decode(batch['target_out'][index]) == 'very long description here'
   with pytest.raises(ValueError, match='truncate_sources cuts sources'):
-    translation.TranslationTask('x', {}, task.source_vocab, task.target_vocab, 8, 8, has_alignments=True,
+    translation_task.TranslationTask('x', {}, task.source_tokenizer, task.target_tokenizer, 8, 8, has_alignments=True,
                                 truncate_sources=True)
 
 
 def test_unprepared_summaries_name_the_command(tmp_path):
-  config = translation.default_data_config('debian_summaries')
+  config = data.default_data_config('debian_summaries')
   config.data_dir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match='python -m experiments.prepare_data --dataset=debian_summaries'):
     translation.make_task(config)

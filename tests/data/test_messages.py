@@ -6,8 +6,11 @@ import struct
 import numpy as np
 import pytest
 
+from attention_jax import data
 from attention_jax.data import messages
+from attention_jax.data import tokenizers
 from attention_jax.data import translation
+from attention_jax.data import translation_task
 
 
 def write_mo(path, catalog: dict[str, str]):
@@ -60,7 +63,7 @@ def test_builder_collects_deduplicates_and_splits(tmp_path):
   built = messages.builder('fr', str(tmp_path / 'data'), [str(tmp_path / 'pkg')])
   built.download_and_prepare()
   sources = built.as_data_source()
-  seen = {split: [translation._text(sources[split][i]['source']) for i in range(len(sources[split]))]
+  seen = {split: [translation_task.record_text(sources[split][i]['source']) for i in range(len(sources[split]))]
           for split in sources}
   assert sorted(sum(seen.values(), [])) == [p[0] for p in pairs]
   for split, names in seen.items():
@@ -84,25 +87,25 @@ def test_message_task_with_sentencepiece(tmp_path):
     catalog[' '.join(words_en[i] for i in idx).capitalize()] = ' '.join(words_fr[i] for i in idx).capitalize()
   write_mo(str(tmp_path / 'pkg' / 'fr' / 'LC_MESSAGES' / 'x.mo'), catalog)
   messages.builder('fr', str(tmp_path / 'data'), [str(tmp_path / 'pkg')]).download_and_prepare()
-  config = translation.default_data_config('messages_en_fr')
+  config = data.default_data_config('messages_en_fr')
   config.data_dir = str(tmp_path / 'data')
   config.vocab_size = 60
   task = translation.make_task(config)
-  assert task.source_vocab.vocab_size <= 60 and not task.has_alignments
+  assert task.source_tokenizer.vocab_size <= 60 and not task.has_alignments
   batch = next(task.train_iterator(batch_size=4, seed=0))
-  source_text = task.source_vocab.decode(batch['source'][0])
-  assert source_text in catalog and task.target_vocab.decode(batch['target_out'][0]) == catalog[source_text]
+  source_text = task.source_tokenizer.decode(batch['source'][0])
+  assert source_text in catalog and task.target_tokenizer.decode(batch['target_out'][0]) == catalog[source_text]
   # Saved with the run and reloaded: the same tokenisation.
-  task.save_vocabularies(str(tmp_path / 'run'))
-  source_vocab, _, max_source, _ = translation.load_vocabularies(str(tmp_path / 'run'))
-  assert source_vocab.encode(source_text) == task.source_vocab.encode(source_text)
+  task.save_tokenizers(str(tmp_path / 'run'))
+  source_vocab, _, max_source, _ = tokenizers.load_tokenizers(str(tmp_path / 'run'))
+  assert source_vocab.encode(source_text) == task.source_tokenizer.encode(source_text)
   assert max_source == task.max_source_length
   again = translation.make_task(config)        # cached model, same ids
-  assert again.source_vocab.encode('Open the file now') == task.source_vocab.encode('Open the file now')
+  assert again.source_tokenizer.encode('Open the file now') == task.source_tokenizer.encode('Open the file now')
 
 
 def test_unprepared_messages_name_the_command(tmp_path):
-  config = translation.default_data_config('messages_en_de')
+  config = data.default_data_config('messages_en_de')
   config.data_dir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match='python -m experiments.prepare_data --dataset=messages_en_de'):
     translation.make_task(config)

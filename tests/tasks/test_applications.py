@@ -7,33 +7,12 @@ import os
 import numpy as np
 import pytest
 
+from attention_jax import special_tokens
 from attention_jax.data import digit_strips as digit_data
 from attention_jax.data import sentiment as sentiment_data
-from attention_jax.training.digit_strips import digit_strips_config, span_hits, train_digit_reader
-from attention_jax.training.sentiment import sentiment_config, train_sentiment
-
-POSITIVE = ['a great and wonderful film', 'i love this , truly great', 'what a wonderful , happy day',
-            'great acting and a lovely story']
-NEGATIVE = ['a terrible and boring film', 'i hate this , truly awful', 'what a sad , awful day',
-            'boring acting and a dull story']
-
-
-def write_fake_ratings(directory):
-  """Four *_GroundTruth.txt files in the real format (id, mean rating, sentence), 60 lines each."""
-  os.makedirs(directory, exist_ok=True)
-  rng = np.random.default_rng(0)
-  for domain, filename in sentiment_data.DOMAIN_FILES.items():
-    lines = []
-    for i in range(60):
-      positive = i % 3 != 0
-      text = (POSITIVE if positive else NEGATIVE)[i % 4] + f' number {i}'
-      score = rng.uniform(1.0, 3.5) if positive else rng.uniform(-3.5, -1.0)
-      if i % 10 == 5:
-        score, text = 0.1, f'the report came out on day {i}'        # neutral
-      lines.append(f'{i}_{domain[:2]}\t{score:.4f}\t{text}')
-    with open(os.path.join(directory, filename), 'w', encoding='utf-8') as f:
-      f.write('\r\n'.join(lines) + '\r\n')                              # the real files use CRLF
-
+from attention_jax.tasks import digit_strips
+from attention_jax.tasks import sentiment
+from tests.helpers.fake_data import write_fake_digits, write_fake_ratings
 
 def test_labels_and_splits():
   assert [sentiment_data.binary_label(s) for s in (-2.0, -0.5, 0.0, 0.5, 0.51)] == [0, -1, -1, -1, 1]
@@ -55,7 +34,7 @@ def test_sentiment_builder_pipeline_and_training(tmp_path):
               for split in ('train', 'validation', 'test')}
   assert {k: len(v) for k, v in sources.items()} == expected
   vocabulary = sentiment_data.WordVocabulary.build([e['text'] for e in examples])
-  assert vocabulary.encode('great unknownword') == [vocabulary.index['great'], sentiment_data.UNK_ID]
+  assert vocabulary.encode('great unknownword') == [vocabulary.index['great'], special_tokens.WORD_UNK_ID]
 
   # Deterministic shuffling, exact resume, disjoint process shards, neutral sentences left out of 'binary'.
   make = lambda **kw: iter(sentiment_data.batches(sources['train'], vocabulary, label='binary', batch_size=8,
@@ -79,7 +58,7 @@ def test_sentiment_builder_pipeline_and_training(tmp_path):
                                             process_count=2)))
   assert len(shard0['label']) + len(shard1['label']) == len(sources['test'])
 
-  config = sentiment_config()
+  config = sentiment.default_config()
   config.data.data_dir = str(tmp_path / 'data')
   config.data.min_count = 1
   config.model.update(embed_dim=8, hidden_dim=8, attention_dim=8, dropout_rate=0.0, scorer='additive',
@@ -88,7 +67,7 @@ def test_sentiment_builder_pipeline_and_training(tmp_path):
                       learning_rate=1e-2)
   config.eval.num_examples_shown = 3
   workdir = str(tmp_path / 'run')
-  results = train_sentiment(config, workdir)
+  results = sentiment.train_and_evaluate(config, workdir)
   assert results['test']['accuracy'] >= 0.8          # the fake sentences are separable by their words
   assert {f'accuracy_{d}' for d in sentiment_data.DOMAINS} <= set(results['test'])
   for name in ('attention.html', 'attention.png', 'metrics.jsonl', 'vocab.json', 'results.json'):
@@ -100,20 +79,6 @@ def test_sentiment_builder_pipeline_and_training(tmp_path):
 def test_missing_sentiment_data_names_the_prepare_command(tmp_path):
   with pytest.raises(FileNotFoundError, match='python -m experiments.prepare_data --dataset=vader_sentiment'):
     sentiment_data.load(str(tmp_path))
-
-
-def write_fake_digits(path, count=120):
-  """A digits.csv.gz in scikit-learn's format: 64 pixel values (0..16) and the label; digit d is a bar at d."""
-  rng = np.random.default_rng(0)
-  rows = []
-  for i in range(count):
-    label = i % 10
-    image = rng.integers(0, 3, (8, 8))
-    image[:, label % 8] = 16
-    image[label // 8 * 7, :] = 16 if label >= 8 else image[label // 8 * 7, :]
-    rows.append(','.join(str(v) for v in [*image.ravel().tolist(), label]))
-  with gzip.open(path, 'wt') as f:
-    f.write('\n'.join(rows) + '\n')
 
 
 def test_digit_strips_builder_splits_by_source_image_and_trains(tmp_path):
@@ -140,7 +105,7 @@ def test_digit_strips_builder_splits_by_source_image_and_trains(tmp_path):
   assert digit_data.decode_digits(encoded['target_out']) == ''.join(str(d) for d in digits)
   assert encoded['spans'][0].tolist() == [0, 8]
 
-  config = digit_strips_config()
+  config = digit_strips.default_config()
   config.data.data_dir = str(tmp_path / 'data')
   config.data.num_train, config.data.num_eval = 200, 40
   config.model.update(conv_features=(4, 8), conv_pool=(True, False), embed_dim=4, hidden_dim=16, scorer_options={'hidden_dim': 8})
@@ -148,7 +113,7 @@ def test_digit_strips_builder_splits_by_source_image_and_trains(tmp_path):
                       doubly_stochastic=1.0)
   config.eval.update(batch_size=20, num_overlays=2)
   workdir = str(tmp_path / 'run')
-  results = train_digit_reader(config, workdir)
+  results = digit_strips.train_and_evaluate(config, workdir)
   assert set(results['test']) == {'sequence_accuracy', 'digit_accuracy', 'attention_in_span'}
   assert len(os.listdir(os.path.join(workdir, 'overlays'))) == 2
 
@@ -213,7 +178,7 @@ def test_fashion_strips_config_trains(tmp_path):
   config.model.update(conv_features=(4, 4, 8, 8), embed_dim=4, hidden_dim=8, scorer_options={'hidden_dim': 4})
   config.train.update(batch_size=8, num_steps=2, log_every=1, eval_every=2, checkpoint_every=2)
   config.eval.update(batch_size=16, num_overlays=1)
-  results = train_digit_reader(config, str(tmp_path / 'run'))
+  results = digit_strips.train_and_evaluate(config, str(tmp_path / 'run'))
   assert 0.0 <= results['test']['sequence_accuracy'] <= 1.0
   assert len(os.listdir(tmp_path / 'run' / 'overlays')) == 1
 
@@ -223,4 +188,4 @@ def test_span_hits_by_hand():
   weights[0, 0, 1] = 1.0                           # step 0 peaks in column 1 (pixels 8-15)
   weights[0, 1, 5 + 4] = 1.0                       # step 1 peaks in column 4 (pixels 32-39)
   spans = np.array([[[8, 16], [8, 16]]])
-  assert span_hits(weights, spans, (2, 5), 40) == (1, 2)
+  assert digit_strips.span_hits(weights, spans, (2, 5), 40) == (1, 2)

@@ -11,12 +11,13 @@ import numpy as np
 import optax
 import pytest
 
-from attention_jax.alignment_metrics import alignment_counts, alignment_summary
+from attention_jax.metrics.alignment import alignment_counts, alignment_summary
 from attention_jax.models import build_model
+from attention_jax.tasks import translation
+from attention_jax.training import sequence_losses
 from attention_jax.training import steps
-from attention_jax.training.config import translation_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = __file__.rsplit('/tests/', 1)[0]
 BATCH = {
     'source': np.array([[4, 5, 6, 2, 0], [7, 4, 2, 0, 0]], np.int32),
     'target_in': np.array([[1, 6, 5, 4], [1, 4, 7, 0]], np.int32),
@@ -25,7 +26,7 @@ BATCH = {
 
 
 def _optimizer():
-  config = translation_config()
+  config = translation.default_config()
   config.train.learning_rate = 1e-2
   config.train.warmup_steps = 0
   return steps.make_optimizer(config.train)
@@ -37,7 +38,8 @@ MODEL = build_model(dict(encoder='bigru', decoder='bahdanau', scorer='additive',
                          scorer_options={'hidden_dim': 8}), source_vocab_size=8, target_vocab_size=8,
                     max_source_length=5)
 OPTIMIZER = _optimizer()
-STEP = jax.jit(functools.partial(steps.train_step, model=MODEL))
+STEP = jax.jit(functools.partial(steps.train_step, loss_fn=functools.partial(translation.sequence_loss, model=MODEL)))
+EVAL = functools.partial(steps.eval_step, eval_fn=functools.partial(translation.sequence_eval, model=MODEL))
 
 
 def tiny_state(seed=0):
@@ -63,13 +65,13 @@ def test_token_losses_and_gradients_match_the_one_hot_formula(eps):
   log_p = x - x.max(-1, keepdims=True)
   log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
   want = -(((1 - eps) * np.eye(5)[TARGETS] + eps / 5) * log_p).sum(-1)         # numpy, float64
-  losses = steps.token_losses(jnp.asarray(LOGITS), jnp.asarray(TARGETS), eps)
+  losses = sequence_losses.token_losses(jnp.asarray(LOGITS), jnp.asarray(TARGETS), eps)
   assert losses.shape == (2, 3) and losses.dtype == jnp.float32
   np.testing.assert_allclose(losses, want, rtol=1e-5, atol=1e-5)
   # Gradients of the PAD-masked sum (what train_step differentiates) equal the one-hot formulation's.
   mask = jnp.asarray(TARGETS != 0, jnp.float32)
   masked_sum = lambda fn: jax.grad(lambda z: jnp.sum(fn(z, jnp.asarray(TARGETS), eps) * mask))(jnp.asarray(LOGITS))
-  grad, want_grad = masked_sum(steps.token_losses), masked_sum(one_hot_cross_entropy)
+  grad, want_grad = masked_sum(sequence_losses.token_losses), masked_sum(one_hot_cross_entropy)
   np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(grad[TARGETS == 0], 0.0)
   if eps:   # smoothing pulls every logit, not just the target's: softmax - (1 - eps) one_hot - eps / V
@@ -83,14 +85,14 @@ def test_token_correct_is_argmax_equality_with_ties_and_nonfinite_rows():
                      [[1, nan, 5, nan], [1, nan, 5, nan], [inf, 1, inf, 0], [-inf] * 4],    # NaN / inf rows
                      [[-inf, -inf, -inf, 7], [0, 0, 0, 0.5], [1, nan, 5, nan], [4, 3, 2, 1]]], np.float32)
   targets = np.array([[1, 2, 0, 3], [1, 3, 0, 0], [3, 2, 2, 0]])
-  got = np.asarray(steps.token_correct(jnp.asarray(logits), jnp.asarray(targets)))
+  got = np.asarray(sequence_losses.token_correct(jnp.asarray(logits), jnp.asarray(targets)))
   want = np.argmax(logits, -1) == targets
   np.testing.assert_array_equal(got, want)
   assert want.any() and not want.all()
   rng = np.random.default_rng(1)
   logits = rng.integers(0, 3, (4, 6, 5)).astype(np.float32)                     # many ties
   targets = rng.integers(0, 5, (4, 6))
-  np.testing.assert_array_equal(steps.token_correct(jnp.asarray(logits), jnp.asarray(targets)),
+  np.testing.assert_array_equal(sequence_losses.token_correct(jnp.asarray(logits), jnp.asarray(targets)),
                                 np.argmax(logits, -1) == targets)
 
 
@@ -109,7 +111,7 @@ def test_apply_gradients_if_finite():
 
 def test_metrics_are_sums_over_real_tokens():
   model, state = tiny_state()
-  metrics, attention = steps.eval_step(state, BATCH, model=model)
+  metrics, attention = EVAL(state, BATCH)
   logits, _ = model.apply({'params': state.params}, BATCH['source'], BATCH['target_in'])
   log_p = np.asarray(jax.nn.log_softmax(logits))
   mask = BATCH['target_out'] != 0
@@ -141,7 +143,7 @@ def test_gradient_is_mean_over_tokens_of_the_batch():
 
   def mean_loss(params):
     logits, _ = model.apply({'params': params}, BATCH['source'], BATCH['target_in'])
-    losses = steps.token_losses(logits, BATCH['target_out'], 0.0)
+    losses = sequence_losses.token_losses(logits, BATCH['target_out'], 0.0)
     mask = BATCH['target_out'] != 0
     return jnp.sum(losses * mask) / mask.sum()
 
@@ -166,13 +168,15 @@ def test_nonfinite_step_leaves_state_untouched_and_names_the_step():
 def test_application_steps_skip_nonfinite_updates():
   from attention_jax.models.classifier import AttentionPoolingClassifier
   from attention_jax.models.image_to_sequence import ImageToSequence
-  from attention_jax.training import digit_strips, sentiment
+  from attention_jax.tasks import digit_strips, sentiment
   classifier = AttentionPoolingClassifier(vocab_size=10, num_classes=2, embed_dim=4, hidden_dim=3, attention_dim=4)
   reader = ImageToSequence(vocab_size=6, conv_features=(2,), conv_pool=(True,), embed_dim=3, hidden_dim=4)
   cases = [
-      (classifier, functools.partial(sentiment.classification_step, model=classifier),
+      (classifier, functools.partial(steps.train_step, loss_fn=functools.partial(sentiment.classification_loss,
+                                                                                model=classifier)),
        {'tokens': np.array([[5, 6, 0], [4, 0, 0]], np.int32), 'label': np.array([0, 1], np.int32)}),
-      (reader, functools.partial(digit_strips.caption_step, model=reader, penalty=0.5),
+      (reader, functools.partial(steps.train_step, loss_fn=functools.partial(digit_strips.caption_loss, model=reader,
+                                                                            penalty=0.5)),
        {'image': np.ones((2, 4, 6, 1), np.float32), 'target_in': np.array([[1, 3], [1, 4]], np.int32),
         'target_out': np.array([[3, 2], [4, 0]], np.int32)}),
   ]

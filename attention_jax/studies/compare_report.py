@@ -1,0 +1,132 @@
+"""The comparison report: report.md, results.csv, results.json, learning_curves.png and heatmaps.png.
+
+Per variant, mean +- std over seeds of BLEU, loss, perplexity, token accuracy, exact match, AER and argmax accuracy
+(where gold alignments exist), exact match by source-length bucket, the same metrics on the longer `test_long`
+split when the task has one (length generalisation), parameter count, training throughput (target tokens/s of the
+vmapped step, all seeds counted) and compile time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPORT_METRICS = ('bleu', 'exact_match', 'token_accuracy', 'loss', 'perplexity', 'aer', 'argmax_accuracy')
+
+
+def to_builtin(value):
+  """JSON fallback for numpy scalars and arrays."""
+  if hasattr(value, 'tolist'):
+    return value.tolist()
+  raise TypeError(f'Cannot serialise {type(value).__name__} to JSON.')
+
+
+def summarize_variant(record: dict) -> dict:
+  """Mean and std over seeds of every per-seed metric."""
+  keys = sorted({k for r in record['per_seed'] for k in r})
+  out = {'name': record['name'], 'parameters': record['parameter_count'],
+         'tokens_per_second': record['tokens_per_second'], 'compile_seconds': record['compile_seconds']}
+  for key in keys:
+    values = np.array([r.get(key, np.nan) for r in record['per_seed']], np.float64)
+    out[f'{key}_mean'], out[f'{key}_std'] = float(np.nanmean(values)), float(np.nanstd(values))
+  return out
+
+
+def _fmt(mean, std):
+  if mean is None or not np.isfinite(mean):
+    return 'n/a'
+  return f'{mean:.3f} ± {std:.3f}'
+
+
+def write_report(records: list[dict], config, task, workdir: str, command: str) -> str:
+  """report.md + results.csv + results.json + learning_curves.png + heatmaps.png in workdir."""
+  summaries = [summarize_variant(r) for r in records]
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump({'summaries': summaries, 'records': [{k: v for k, v in r.items() if k != 'heatmap'} for r in records]},
+              f, indent=1, default=to_builtin)
+  columns = sorted({k for s in summaries for k in s} - {'name'})
+  with open(os.path.join(workdir, 'results.csv'), 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=['name', *columns])
+    writer.writeheader()
+    writer.writerows(summaries)
+
+  seeds = len(records[0]['seeds']) if records else 0
+  lines = [f'# Attention variants on `{task.name}`', '',
+           f'{len(records)} variants x {seeds} seeds (vmapped), {config.train.num_steps} steps of batch '
+           f'{config.train.batch_size}, same data order for all. Mean ± std over seeds on the test split.', '',
+           f'Regenerate: `{command}`', '']
+  shown = [m for m in REPORT_METRICS if any(f'{m}_mean' in s for s in summaries)]
+  lines += ['| variant | ' + ' | '.join(shown) + ' | params | tokens/s | compile s |',
+            '|---' * (len(shown) + 4) + '|']
+  for s in summaries:
+    cells = [_fmt(s.get(f'{m}_mean'), s.get(f'{m}_std')) for m in shown]
+    tps = f'{s["tokens_per_second"]:.0f}' if s['tokens_per_second'] else 'n/a'
+    lines.append(f'| {s["name"]} | ' + ' | '.join(cells) + f' | {s["parameters"]} | {tps} | {s["compile_seconds"]:.1f} |')
+  bucket_keys = sorted({k[:-5] for s in summaries for k in s if k.startswith('exact_len_') and k.endswith('_mean')},
+                       key=lambda k: int(k.split('_')[2].split('-')[0].rstrip('+')))
+  if bucket_keys:
+    lines += ['', '## Exact match by source length (characters incl. EOS)', '',
+              '| variant | ' + ' | '.join(k.replace('exact_len_', '') for k in bucket_keys) + ' |',
+              '|---' * (len(bucket_keys) + 1) + '|']
+    for s in summaries:
+      lines.append(f'| {s["name"]} | ' + ' | '.join(_fmt(s.get(f'{k}_mean'), s.get(f'{k}_std')) for k in bucket_keys) + ' |')
+  if any('long_exact_match_mean' in s for s in summaries):
+    long_shown = [m for m in REPORT_METRICS if any(f'long_{m}_mean' in s for s in summaries)]
+    lines += ['', '## Length generalisation: test_long (inputs longer than any seen in training)', '',
+              '| variant | ' + ' | '.join(long_shown) + ' |', '|---' * (len(long_shown) + 1) + '|']
+    for s in summaries:
+      lines.append(f'| {s["name"]} | ' + ' | '.join(_fmt(s.get(f'long_{m}_mean'), s.get(f'long_{m}_std'))
+                                                 for m in long_shown) + ' |')
+  lines += ['', '![learning curves](learning_curves.png)', '', '![attention of the same test examples](heatmaps.png)', '']
+  _plot_curves(records, os.path.join(workdir, 'learning_curves.png'))
+  _plot_heatmaps(records, task, os.path.join(workdir, 'heatmaps.png'))
+  path = os.path.join(workdir, 'report.md')
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines))
+  return path
+
+
+def _plot_curves(records, path):
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for record in records:
+    steps_axis = [p['step'] for p in record['curve']]
+    losses = np.array([p['loss'] for p in record['curve']])
+    mean = losses.mean(1)
+    line, = ax.plot(steps_axis, mean, label=record['name'])
+    ax.fill_between(steps_axis, losses.min(1), losses.max(1), color=line.get_color(), alpha=0.2)
+  ax.set_yscale('log')
+  ax.set_xlabel('step')
+  ax.set_ylabel('training loss (mean, min-max over seeds)')
+  ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def _plot_heatmaps(records, task, path):
+  shown = [r for r in records if r['heatmap']]
+  if not shown:
+    return
+  examples = len(shown[0]['heatmap']['source'])
+  fig, axes = plt.subplots(examples, len(shown), figsize=(2.2 * len(shown), 2.0 * examples), squeeze=False)
+  for col, record in enumerate(shown):
+    for row in range(examples):
+      ax = axes[row][col]
+      src = task.source_tokenizer.tokens(record['heatmap']['source'][row])
+      out = task.target_tokenizer.tokens(record['heatmap']['tokens'][row])
+      ax.imshow(np.asarray(record['heatmap']['weights'][row])[:len(out), :len(src)], cmap='viridis', vmin=0, vmax=1,
+                aspect='auto')
+      ax.set_xticks(range(len(src)), src, fontsize=5)
+      ax.set_yticks(range(len(out)), out, fontsize=5)
+      if row == 0:
+        ax.set_title(record['name'], fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

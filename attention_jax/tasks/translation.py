@@ -1,0 +1,175 @@
+"""The translation task: encoder-attention-decoder models trained on a translation dataset, then tested.
+
+    config = default_config('date')          # every field, grouped by concern; config files start from it
+    results = train_and_evaluate(config, workdir)
+
+Rerunning the same command with the same workdir resumes from the newest complete checkpoint (state, step,
+PRNG key and data-iterator position), so an interrupted run ends with the same parameters as an
+uninterrupted one. Outputs in the workdir: config.json, vocab.json, metrics.jsonl, tensorboard/,
+checkpoints/, best/, heatmaps/*.png, and test_results.json.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax.experimental import multihost_utils
+
+from attention_jax.data import default_data_config, make_task
+from attention_jax.data import registry as dataset_registry
+from attention_jax.models import build_model
+from attention_jax.special_tokens import PAD_ID
+from attention_jax.tasks import translation_eval
+from attention_jax.training import loop
+from attention_jax.training import parallel
+from attention_jax.training import steps
+from attention_jax.training.config import check_integer_fields, distributed_defaults, train_defaults
+from attention_jax.training.config import validate_training_config
+from attention_jax.training.metrics_writer import MetricsWriter
+from attention_jax.training.sequence_losses import sequence_metric_sums, summarize_sequence_metrics, token_losses
+
+NAME = 'translation'
+
+
+def default_config(dataset: str = 'date') -> ml_collections.ConfigDict:
+  """A complete config grouped by concern: data, model, train, eval (+ experiment, seed, distributed)."""
+  config = ml_collections.ConfigDict()
+  config.experiment = NAME               # the task that runs it (attention_jax.tasks.TASKS)
+  config.seed = 0                        # parameters, dropout and data order all derive from it
+
+  config.data = default_data_config(dataset)
+
+  config.model = ml_collections.ConfigDict()
+  config.model.encoder = 'bigru'         # gru | lstm | bigru | bilstm | transformer
+  config.model.decoder = 'bahdanau'      # bahdanau | luong | none (no-attention baseline)
+  config.model.decoder_cell = 'gru'      # gru | lstm
+  config.model.scorer = 'additive'       # any name in attention_jax.scoring.names()
+  config.model.scorer_options = {}       # e.g. {'hidden_dim': 64}; see attention_jax.scoring
+  config.model.weighting = 'softmax'     # softmax | sparsemax
+  config.model.embed_dim = 32
+  config.model.hidden_dim = 64           # encoder per direction and decoder size
+  config.model.encoder_layers = 1
+  config.model.num_heads = 4             # transformer encoder only
+  config.model.mlp_dim = 128             # transformer encoder only
+  config.model.transformer_attention = 'vmap'   # transformer encoder only: vmap | xla | cudnn (GPU, bfloat16)
+  config.model.input_feeding = True      # luong only: feed the attentional state into the next step
+  config.model.dropout_rate = 0.0
+  config.model.dtype = 'float32'         # float32 | bfloat16 (mixed precision; params and softmax stay fp32)
+
+  config.train = train_defaults()
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 256
+  config.eval.max_examples = 0           # 0 = the whole split
+  config.eval.beam_size = 1              # 1 = greedy
+  config.eval.length_penalty = 0.6       # GNMT alpha for beam search
+  config.eval.num_heatmaps = 4           # attention heatmaps saved at the end
+  config.eval.validation_bleu = True     # decode the validation split at every eval (BLEU, exact match)
+  config.eval.rouge = False              # also ROUGE-1/2/L F1 of the decoded outputs (summarisation)
+
+  config.distributed = distributed_defaults()
+  return config
+
+
+def validate_config(config) -> None:
+  """Checks a translation config's values before any data is built or compiled.
+
+  Raises:
+    ValueError: naming the field, the bad value and the valid choices (or the numbers that do not divide).
+  """
+  validate_training_config(config)
+  dataset_registry.get(config.data.name, kind='translation')
+  check_integer_fields(config, (('eval', 'max_examples', 0), ('eval', 'beam_size', 0), ('eval', 'num_heatmaps', 0)))
+  # Builds (does not initialise) the model: unknown encoder/decoder/scorer names fail here with the valid ones.
+  build_model(config.model, source_vocab_size=8, target_vocab_size=8, max_source_length=8)
+  parallel.check_batch_size(config.train.parallel, int(config.eval.batch_size), field='eval.batch_size')
+
+
+def build(config):
+  """(data task, model) for a config. With several processes, process 0 builds the dataset while the others wait."""
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      make_task(config.data)
+    multihost_utils.sync_global_devices('dataset built')
+  task = make_task(config.data)
+  model = build_model(config.model, source_vocab_size=task.source_tokenizer.vocab_size,
+                      target_vocab_size=task.target_tokenizer.vocab_size, max_source_length=task.max_source_length)
+  return task, model
+
+
+def initial_state(config, task, model) -> steps.TrainState:
+  source = jnp.zeros((1, task.max_source_length), jnp.int32)
+  target = jnp.zeros((1, task.max_target_length), jnp.int32)
+  return steps.create_train_state(model, steps.make_optimizer(config.train), config.seed, source, target)
+
+
+def sequence_loss(params, batch: dict, rng, *, train: bool, model, label_smoothing: float = 0.0):
+  """Token cross-entropy of teacher forcing on {'source' [B, S], 'target_in' [B, T], 'target_out' [B, T]}:
+  (sum over non-PAD target tokens, their number, metric sums) -- a steps.train_step loss."""
+  logits, _ = model.apply({'params': params}, batch['source'], batch['target_in'], train=train,
+                          rngs={'dropout': rng})
+  losses = token_losses(logits, batch['target_out'], label_smoothing)
+  metrics = sequence_metric_sums(logits, batch['target_out'], losses)
+  weights = (batch['target_out'] != PAD_ID).astype(jnp.float32)
+  return jnp.sum(losses * weights), metrics['token_count'], metrics
+
+
+def sequence_eval(params, batch: dict, *, model):
+  """Teacher-forced evaluation: (metric sums, attention weights [B, T, S]) -- a steps.eval_step function."""
+  logits, attention = model.apply({'params': params}, batch['source'], batch['target_in'], train=False)
+  return sequence_metric_sums(logits, batch['target_out'], token_losses(logits, batch['target_out'], 0.0)), attention
+
+
+def make_runner(config, model, *, mode: str | None = None, vmap_seeds: bool = False) -> parallel.Runner:
+  """A runner of the translation loss and evaluation in `mode` (default: config.train.parallel)."""
+  loss_fn = functools.partial(sequence_loss, model=model, label_smoothing=float(config.train.label_smoothing))
+  return parallel.Runner(mode or config.train.parallel, functools.partial(steps.train_step, loss_fn=loss_fn),
+                         functools.partial(steps.eval_step, eval_fn=functools.partial(sequence_eval, model=model)),
+                         vmap_seeds=vmap_seeds)
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+  """Trains config on its dataset in workdir (resuming if possible); returns the final test metrics."""
+  os.makedirs(workdir, exist_ok=True)
+  is_chief = jax.process_index() == 0
+  task, model = build(config)
+  if is_chief:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+    task.save_tokenizers(workdir)
+
+  runner = make_runner(config, model)
+  state = runner.put_state(initial_state(config, task, model))
+  local_batch = int(config.train.batch_size) // jax.process_count()
+  batches = task.train_iterator(batch_size=local_batch, seed=int(config.seed),
+                                process_index=jax.process_index(), process_count=jax.process_count())
+  validate = lambda state: translation_eval.evaluate(runner, state, task, model, 'validation', config,
+                                                     with_decoding=bool(config.eval.validation_bleu))
+  state = loop.train(state, runner, batches, config.train, workdir, summarize=summarize_sequence_metrics,
+                     evaluate=validate, best_metric='loss', best_mode='min').state
+  step = int(jax.device_get(runner.get_state(state).step))
+
+  writer = MetricsWriter(workdir)
+  try:
+    results = translation_eval.evaluate(runner, state, task, model, 'test', config, with_decoding=True)
+    writer.write(step, 'test', results)
+    for split in [s for s in task.splits if s.startswith('test_')]:
+      split_results = translation_eval.evaluate(runner, state, task, model, split, config, with_decoding=True)
+      writer.write(step, split, split_results)
+      results.update({f'{split}/{k}': v for k, v in split_results.items()})
+  finally:
+    writer.close()
+  heatmaps = (translation_eval.save_heatmaps(runner.get_state(state).params, task, model, config,
+                                             os.path.join(workdir, 'heatmaps')) if is_chief else [])
+  if is_chief:
+    with open(os.path.join(workdir, 'test_results.json'), 'w') as f:
+      json.dump({'step': step, **results}, f, indent=2)
+    print('test: ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()))
+    print(f'metrics: {writer.path} | tensorboard: {os.path.join(workdir, "tensorboard")} | '
+          f'heatmaps: {os.path.join(workdir, "heatmaps")} ({len(heatmaps)} PNG)', flush=True)
+  return results

@@ -1,0 +1,104 @@
+"""Evaluating a translation model: teacher-forced loss and alignment scores, decoded BLEU/chrF/exact match
+(and ROUGE), and attention heatmaps of test examples.
+
+    results = evaluate(runner, state, task, model, 'test', config, with_decoding=True)
+    paths = save_heatmaps(params, task, model, config, directory)
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from attention_jax import decoding
+from attention_jax import visualization
+from attention_jax.data import CharTokenizer
+from attention_jax.metrics.alignment import alignment_counts, alignment_summary
+from attention_jax.metrics.rouge import rouge_scores
+from attention_jax.metrics.translation import translation_scores
+from attention_jax.special_tokens import EOS_ID, PAD_ID
+from attention_jax.training.sequence_losses import summarize_sequence_metrics
+
+
+def decode_batch(model, params, source: np.ndarray, eval_config, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+  """The config's decoding (greedy for beam_size <= 1, else beam search) -> (tokens [B, T], attention [B, T, S])."""
+  return decoding.decode(model, params, source, max_length=max_length, beam_size=int(eval_config.beam_size),
+                         length_penalty=float(eval_config.length_penalty))
+
+
+def decode_split(model, params, task, split: str, eval_config) -> list[str]:
+  """Decoded texts of the first eval_config.max_examples examples of `split` (all when 0), in order."""
+  hypotheses = []
+  for batch in task.eval_batches(split, batch_size=int(eval_config.batch_size),
+                                 max_examples=eval_config.max_examples or None):
+    tokens, _ = decode_batch(model, params, batch['source'], eval_config, task.max_target_length)
+    hypotheses += [task.target_tokenizer.decode(t) for t in tokens]
+  return hypotheses[:len(task.examples(split, eval_config.max_examples or None))]
+
+
+def process_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """This process's block of rows of a global batch [B, ...] -> [B / process_count, ...]."""
+  rows = len(batch['source']) // jax.process_count()
+  start = jax.process_index() * rows
+  return {k: v[start:start + rows] for k, v in batch.items()}
+
+
+def evaluate(runner, state, task, model, split: str, config, *, with_decoding: bool) -> dict[str, float]:
+  """Teacher-forced loss/perplexity/accuracy and alignment scores; with decoding also BLEU, chrF and exact match
+  (and ROUGE-1/2/L when config.eval.rouge).
+
+  The global eval batches are those of a single-process run; each process feeds its own block of rows, so
+  the numbers do not depend on the number of processes.
+  """
+  eval_config = config.eval
+  batches = task.eval_batches(split, batch_size=int(eval_config.batch_size),
+                              max_examples=eval_config.max_examples or None)
+  sums, counts = None, None
+  for global_batch in batches:
+    batch = process_rows(global_batch)
+    metrics, attention = runner.eval_step(state, batch)
+    sums = metrics if sums is None else {k: sums[k] + metrics[k] for k in sums}
+    if task.has_alignments:
+      target_mask = (batch['target_out'] != PAD_ID) & (batch['target_out'] != EOS_ID)
+      c = alignment_counts(attention, batch['alignment'], target_mask)
+      counts = c if counts is None else {k: counts[k] + c[k] for k in counts}
+  if counts is not None and jax.process_count() > 1:
+    # The metric sums above are already global (computed on global arrays); the host-side counts are not.
+    totals = multihost_utils.process_allgather(np.asarray(list(counts.values()), np.float32)).sum(0)
+    counts = dict(zip(counts, totals.tolist()))
+  results = summarize_sequence_metrics(sums)
+  if counts is not None and config.model.decoder != 'none':
+    results.update(alignment_summary(counts))
+  if with_decoding:
+    # Every process decodes the whole global batches: the same inputs everywhere.
+    hypotheses = decode_split(model, runner.get_state(state).params, task, split, eval_config)
+    references = [target for _, target in task.examples(split, eval_config.max_examples or None)]
+    tokenize = 'char' if isinstance(task.target_tokenizer, CharTokenizer) else '13a'
+    results.update(translation_scores(hypotheses, references, tokenize=tokenize))
+    if eval_config.get('rouge', False):
+      results.update(rouge_scores(hypotheses, references))
+  return results
+
+
+def save_heatmaps(params, task, model, config, directory: str, split: str = 'test') -> list[str]:
+  """One PNG per example for the first eval.num_heatmaps examples of `split`, with gold links outlined."""
+  count = int(config.eval.num_heatmaps)
+  if count <= 0 or config.model.decoder == 'none':
+    return []
+  batch = task.eval_batches(split, batch_size=count, max_examples=count)[0]
+  tokens, weights = decode_batch(model, params, batch['source'], config.eval, task.max_target_length)
+  paths = []
+  for i in range(count):
+    source_tokens = task.source_tokenizer.tokens(batch['source'][i])
+    output_tokens = task.target_tokenizer.tokens(tokens[i])
+    # The gold links are those of the reference; outline them only when the output has the reference's length.
+    gold = batch.get('alignment')
+    same_length = len(output_tokens) == len(task.target_tokenizer.tokens(batch['target_out'][i]))
+    paths.append(visualization.plot_attention(
+        weights[i], source_tokens, output_tokens, os.path.join(directory, f'{split}_{i:02d}.png'),
+        title=f'{config.model.decoder} / {config.model.scorer}: {task.source_tokenizer.decode(batch["source"][i])!r}',
+        gold=gold[i] if gold is not None and same_length else None))
+  return paths
