@@ -1,5 +1,5 @@
 """English -> French software messages (~40k pairs from gettext catalogs of pinned Debian packages), SentencePiece
-vocabulary, BiGRU encoder + Luong decoder with general attention and input feeding.
+vocabulary, BiLSTM encoder + Luong decoder with general attention and input feeding.
 
     python -m experiments.prepare_data --dataset=messages_en_fr --data_dir=data     # once, ~15 s (apt-get download)
     python -m experiments.train --config=configs/messages_en_fr.py --workdir=workdirs/messages_en_fr

@@ -25,6 +25,8 @@ def default_data_config(name: str = 'date') -> ml_collections.ConfigDict:
   config.max_source_length = 0        # S incl. EOS; 0 = the dataset's default; longer examples are left out
                                       # (debian_summaries: longer documents are cut to their first S - 1 tokens)
   config.max_target_length = 0        # T incl. EOS; 0 = the dataset's default; longer examples are left out
+  config.bucket_boundaries = spec.bucket_boundaries   # source lengths (incl. EOS) of the length buckets batches
+                                      # are padded to (targets in proportion, see data/batching.py); () = (S, T)
   config.num_train = generation['num_train']          # synthetic tasks: training examples
   config.num_eval = generation['num_eval']            # synthetic tasks: validation / test / test_long examples each
   config.min_length = generation['min_length']        # copy/reverse/sort: shortest input

@@ -45,6 +45,8 @@ class DatasetSpec:
       the synthetic split test_long).
     alignment_unit: translation: what the gold links index, 'char' | 'word'; None = no gold alignments.
     truncate_sources: translation: sources longer than S are cut instead of left out (summaries).
+    bucket_boundaries: translation: the default source-length bucket boundaries (EOS included) of its batches
+      (attention_jax.data.batching); () = every batch padded to (S, T), as the synthetic tasks.
     load: translation: load(spec, data_config, data_dir, tokenizer) -> TranslationTask.
   """
 
@@ -59,6 +61,7 @@ class DatasetSpec:
   max_lengths: tuple[int, int] | None = None
   alignment_unit: str | None = None
   truncate_sources: bool = False
+  bucket_boundaries: tuple[int, ...] = ()
   load: Callable[..., Any] | None = None
 
   def __post_init__(self):
@@ -77,7 +80,7 @@ def _synthetic(task: str, max_lengths: tuple[int, int] | None = None) -> Dataset
 def _messages(language: str) -> DatasetSpec:
   return DatasetSpec(f'messages_en_{language}', 'translation', functools.partial(messages.prepare, language),
                      messages.PREPARE_COMMAND.format(language=language), needs='apt-get download (Debian), ~15 s',
-                     tokenizer='sentencepiece', max_lengths=(40, 48),
+                     tokenizer='sentencepiece', max_lengths=(40, 48), bucket_boundaries=(6, 8, 12, 16, 24),
                      load=functools.partial(translation_datasets.load_corpus,
                                             functools.partial(messages.builder, language)))
 
@@ -86,7 +89,7 @@ def _tfds_catalog(name: str) -> DatasetSpec:
   catalog_name = name[len(TFDS_PREFIX):]
   return DatasetSpec(name, 'translation', functools.partial(translation_datasets.prepare_tfds_catalog, catalog_name),
                      PREPARE_COMMAND.format(name=name), needs='the internet (tfds downloads it)',
-                     tokenizer='sentencepiece', max_lengths=(64, 72),
+                     tokenizer='sentencepiece', max_lengths=(64, 72), bucket_boundaries=(16, 24, 32, 48),
                      load=functools.partial(translation_datasets.load_tfds_catalog, catalog_name))
 
 
@@ -121,12 +124,13 @@ DATASETS = _Datasets({spec.name: spec for spec in (
     *(_messages(language) for language in messages.LANGUAGES),
     DatasetSpec('bible_en_es', 'translation', bible.prepare, bible.PREPARE_COMMAND,
                 needs='apt-get download (Debian), ~2-3 min', tokenizer='sentencepiece', max_lengths=(96, 112),
+                bucket_boundaries=(24, 32, 40, 48, 64),
                 alignment_unit='word', load=functools.partial(translation_datasets.load_corpus, bible.builder)),
     # Long description -> synopsis: the translation model reused for summarisation.
     DatasetSpec('debian_summaries', 'translation', summaries.prepare, summaries.PREPARE_COMMAND,
                 needs='apt-get update (Debian) or a download from deb.debian.org, or a local copy (--source_file)',
                 prepare_options=('source_file',), tokenizer='sentencepiece', max_lengths=(128, 24),
-                truncate_sources=True,
+                truncate_sources=True, bucket_boundaries=(32, 48, 64, 96),
                 load=functools.partial(translation_datasets.load_corpus, summaries.builder,
                                        keys=('document', 'summary'))),
 )})

@@ -113,4 +113,5 @@ def _task(spec: DatasetSpec, data_config, sources: dict, vocab, keys: tuple[str,
   return TranslationTask(spec.name, sources, vocab, vocab, int(data_config.max_source_length) or default_s,
                          int(data_config.max_target_length) or default_t,
                          has_alignments=spec.alignment_unit is not None, alignment_unit=spec.alignment_unit or 'char',
-                         keys=keys, max_train_examples=max_train_examples, truncate_sources=spec.truncate_sources)
+                         keys=keys, max_train_examples=max_train_examples, truncate_sources=spec.truncate_sources,
+                         bucket_boundaries=tuple(data_config.get('bucket_boundaries', ())))

@@ -22,6 +22,7 @@ from jax.experimental import multihost_utils
 
 from attention_jax.data import default_data_config, make_task
 from attention_jax.data import registry as dataset_registry
+from attention_jax.data.batching import BATCH_TYPES
 from attention_jax.models import build_model
 from attention_jax.special_tokens import PAD_ID
 from attention_jax.tasks import translation_eval
@@ -62,6 +63,8 @@ def default_config(dataset: str = 'date') -> ml_collections.ConfigDict:
   config.model.dtype = 'float32'         # float32 | bfloat16 (mixed precision; params and softmax stay fp32)
 
   config.train = train_defaults()
+  config.train.batch_type = 'sentences'  # sentences (batch_size each) | tokens (batch_tokens padded tokens each)
+  config.train.batch_tokens = 0          # batch_type 'tokens': global padded tokens per batch (max(S_b, T_b) each)
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 256
@@ -84,7 +87,17 @@ def validate_config(config) -> None:
   """
   validate_training_config(config)
   dataset_registry.get(config.data.name, kind='translation')
-  check_integer_fields(config, (('eval', 'max_examples', 0), ('eval', 'beam_size', 0), ('eval', 'num_heatmaps', 0)))
+  check_integer_fields(config, (('eval', 'max_examples', 0), ('eval', 'beam_size', 0), ('eval', 'num_heatmaps', 0),
+                                ('train', 'batch_tokens', 0)))
+  if config.train.batch_type not in BATCH_TYPES:
+    raise ValueError(f'Unknown config.train.batch_type {config.train.batch_type!r}. Valid batch types: '
+                     f'{", ".join(BATCH_TYPES)}.')
+  if config.train.batch_type == 'tokens' and not config.train.batch_tokens:
+    raise ValueError("config.train.batch_type='tokens' needs config.train.batch_tokens > 0 (padded tokens a batch).")
+  boundaries = tuple(config.data.bucket_boundaries)
+  if any(int(b) != b or b < 2 for b in boundaries):
+    raise ValueError(f'config.data.bucket_boundaries={boundaries} must be integers >= 2 (source tokens incl. EOS), '
+                     f'or () for batches padded to the full lengths.')
   # Builds (does not initialise) the model: unknown encoder/decoder/scorer names fail here with the valid ones.
   build_model(config.model, source_vocab_size=8, target_vocab_size=8, max_source_length=8)
   parallel.check_batch_size(config.train.parallel, int(config.eval.batch_size), field='eval.batch_size')
@@ -133,6 +146,17 @@ def make_runner(config, model, *, mode: str | None = None, vmap_seeds: bool = Fa
                          vmap_seeds=vmap_seeds)
 
 
+def train_batches(config, task):
+  """This process's training batches: config.train.batch_size (or batch_tokens) is global, over every device and
+  process; with buckets every global batch size is a multiple of the device count."""
+  processes = jax.process_count()
+  return task.train_iterator(batch_size=int(config.train.batch_size) // processes, seed=int(config.seed),
+                             process_index=jax.process_index(), process_count=processes,
+                             batch_type=config.train.batch_type,
+                             batch_tokens=int(config.train.batch_tokens) // processes,
+                             batch_multiple=max(jax.device_count() // processes, 1))
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   """Trains config on its dataset in workdir (resuming if possible); returns the final test metrics."""
   os.makedirs(workdir, exist_ok=True)
@@ -145,9 +169,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
   runner = make_runner(config, model)
   state = runner.put_state(initial_state(config, task, model))
-  local_batch = int(config.train.batch_size) // jax.process_count()
-  batches = task.train_iterator(batch_size=local_batch, seed=int(config.seed),
-                                process_index=jax.process_index(), process_count=jax.process_count())
+  batches = train_batches(config, task)
   validate = lambda state: translation_eval.evaluate(runner, state, task, model, 'validation', config,
                                                      with_decoding=bool(config.eval.validation_bleu))
   state = loop.train(state, runner, batches, config.train, workdir, summarize=summarize_sequence_metrics,

@@ -30,13 +30,18 @@ def decode_batch(model, params, source: np.ndarray, eval_config, max_length: int
 
 
 def decode_split(model, params, task, split: str, eval_config) -> list[str]:
-  """Decoded texts of the first eval_config.max_examples examples of `split` (all when 0), in order."""
-  hypotheses = []
-  for batch in task.eval_batches(split, batch_size=int(eval_config.batch_size),
-                                 max_examples=eval_config.max_examples or None):
-    tokens, _ = decode_batch(model, params, batch['source'], eval_config, task.max_target_length)
-    hypotheses += [task.target_tokenizer.decode(t) for t in tokens]
-  return hypotheses[:len(task.examples(split, eval_config.max_examples or None))]
+  """Decoded texts of the first eval_config.max_examples examples of `split` (all when 0), in split order.
+
+  Batches are grouped by source length when the task has buckets (task.decode_batches), then put back in order.
+  """
+  hypotheses = [None] * len(task.examples(split, eval_config.max_examples or None))
+  for batch, max_length in task.decode_batches(split, batch_size=int(eval_config.batch_size),
+                                               max_examples=eval_config.max_examples or None):
+    tokens, _ = decode_batch(model, params, batch['source'], eval_config, max_length)
+    for index, row in zip(batch['index'], tokens):
+      if index >= 0:
+        hypotheses[index] = task.target_tokenizer.decode(row)
+  return hypotheses
 
 
 def process_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -55,7 +60,7 @@ def evaluate(runner, state, task, model, split: str, config, *, with_decoding: b
   """
   eval_config = config.eval
   batches = task.eval_batches(split, batch_size=int(eval_config.batch_size),
-                              max_examples=eval_config.max_examples or None)
+                              max_examples=eval_config.max_examples or None, by_length=True)
   sums, counts = None, None
   for global_batch in batches:
     batch = process_rows(global_batch)

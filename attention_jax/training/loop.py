@@ -116,10 +116,19 @@ def train(state: steps.TrainState, runner, batches, train_config, workdir: str, 
           f'Non-finite loss or gradient at step {bad}. That update was not applied and nothing after step '
           f'{latest} was saved; the checkpoints in {workdir} are intact. Lower train.learning_rate or check the data.')
 
+  compiled_shapes = set()
   steady_units, steady_start, excluded = 0.0, None, 0.0    # excluded: evaluation time, not training throughput
   try:
     while step < num_steps:
-      state, metrics = runner.train_step(state, next(batches))
+      batch = next(batches)
+      shape = tuple(sorted((k, v.shape) for k, v in batch.items()))
+      if shape not in compiled_shapes:
+        # One program per batch shape: length-bucketed data compiles once per bucket, then never again.
+        compiled_shapes.add(shape)
+        if is_chief:
+          progress.write(f'step {step + 1}: compiling the step for batch shape '
+                         + ', '.join(f'{k} {list(v)}' for k, v in shape) + f' ({len(compiled_shapes)} so far)')
+      state, metrics = runner.train_step(state, batch)
       if steady_start is None:
         jax.block_until_ready(metrics)
         run.first_step_seconds = time.time() - last_log_time

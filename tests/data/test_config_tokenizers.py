@@ -86,6 +86,7 @@ def test_sentencepiece_is_deterministic_cached_and_keeps_synthetic_alignments(tm
 def test_tfds_catalog_dataset_offline_with_mock_data(tmp_path):
   config = data.default_data_config('tfds:ted_hrlr_translate/pt_to_en')
   config.vocab_size, config.max_source_length, config.max_target_length = 40, 64, 64
+  config.bucket_boundaries = ()     # fixed (S, T) batches: this test is about loading, not batching
   with pytest.raises(FileNotFoundError,
                      match='python -m experiments.prepare_data --dataset=tfds:ted_hrlr_translate/pt_to_en'):
     data.make_task(config, data_dir=str(tmp_path))

@@ -23,6 +23,25 @@ def main():
   data = [next(batches) for _ in range(3)]
   # Uneven token counts per device (the last examples are cut short) exercise the psum-then-divide rule.
   data[0]['target_out'][12:, 3:] = 0
+  worst = compare_modes(config, task, model, data)
+  # Length-bucketed token-budget batches: a different shape at every step, the same on every device.
+  config.data.bucket_boundaries = (4, 5)
+  task, model = translation.build(config)
+  bucketed = task.train_iterator(batch_size=16, seed=0, batch_type='tokens', batch_tokens=96, batch_multiple=8)
+  data = [next(bucketed) for _ in range(5)]
+  shapes = {batch['source'].shape for batch in data}
+  assert len(shapes) >= 2 and all(len(batch['source']) % 8 == 0 for batch in data), shapes
+  worst = max(worst, compare_modes(config, task, model, data))
+  try:
+    parallel.check_batch_size('sharded', 12)
+    raise AssertionError('batch 12 on 8 devices was accepted')
+  except ValueError as e:
+    assert 'not divisible by the 8 devices' in str(e), e
+  print(f'OK {worst:.3g}')
+
+
+def compare_modes(config, task, model, data) -> float:
+  """Trains on `data` in every parallel mode from the same state; asserts equal losses and parameters."""
   finals = {}
   for mode in parallel.PARALLEL_MODES:
     config.train.label_smoothing = 0.1
@@ -40,12 +59,7 @@ def main():
     diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), params, reference))
     worst = max(worst, max(diffs))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), params, reference)
-  try:
-    parallel.check_batch_size('sharded', 12)
-    raise AssertionError('batch 12 on 8 devices was accepted')
-  except ValueError as e:
-    assert 'not divisible by the 8 devices' in str(e), e
-  print(f'OK {worst:.3g}')
+  return worst
 
 
 if __name__ == '__main__':

@@ -130,6 +130,36 @@ def test_killed_run_restarts_to_the_same_parameters(tiny_run, tmp_path):
   np.testing.assert_array_equal(state.rng, uninterrupted.rng)
 
 
+BUCKETED = {'bucket_boundaries': (4, 5)}
+
+
+def test_killed_bucketed_token_budget_run_restarts_to_the_same_parameters(data_dir, tmp_path):
+  """kill -9 mid-save with length buckets and a token budget: the restart resumes the (epoch, batch) schedule and
+  ends bit-identical to an uninterrupted run."""
+  config = tiny_config(data_dir, batch_type='tokens', batch_tokens=64, eval_every=20)
+  config.data.update(BUCKETED)
+  config.eval.update(num_heatmaps=0, validation_bleu=False)
+  uninterrupted_dir = str(tmp_path / 'once')
+  train_and_evaluate(config, uninterrupted_dir)
+  uninterrupted, want_data = final_params(config, uninterrupted_dir)
+  workdir = str(tmp_path / 'killed')
+  command = ['--config=configs/test_tiny.py', f'--config.data.data_dir={data_dir}', f'--workdir={workdir}',
+             '--config.data.bucket_boundaries=(4, 5)', '--config.train.batch_type=tokens',
+             '--config.train.batch_tokens=64', '--config.train.eval_every=20', '--config.eval.num_heatmaps=0',
+             '--config.eval.validation_bleu=False']
+  killed = run_cli(['tests.helpers.kill_during_save', *command], env_extra={'KILL_AT_STEP': '15'})
+  _, err = killed.communicate(timeout=300)
+  assert killed.returncode == -signal.SIGKILL, err[-3000:]
+  restarted = run_cli(['experiments.train', *command])
+  out, err = restarted.communicate(timeout=300)
+  assert restarted.returncode == 0, err[-3000:]
+  assert 'Resumed from' in out and 'compiling the step for batch shape' in err + out
+  state, data_state = final_params(config, workdir)
+  assert data_state == want_data and set(data_state) == {'epoch', 'batch'}
+  jax.tree.map(np.testing.assert_array_equal, state.params, uninterrupted.params)
+  jax.tree.map(np.testing.assert_array_equal, state.opt_state, uninterrupted.opt_state)
+
+
 def test_nonfinite_loss_stops_the_run_naming_the_step(data_dir, tmp_path):
   workdir = str(tmp_path / 'nan')
   config = tiny_config(data_dir, learning_rate=1e30, warmup_steps=0, grad_clip_norm=0.0, checkpoint_every=1,
