@@ -29,6 +29,19 @@ import numpy as np
 BATCH_TYPES = ('sentences', 'tokens')
 
 
+def check_boundaries(boundaries: Sequence[int], name: str = 'bucket_boundaries') -> None:
+  """ValueError unless every boundary is an integer >= 2 (source tokens incl. EOS); `name` names the field."""
+  if any(int(b) != b or b < 2 for b in boundaries):
+    raise ValueError(f'{name}={tuple(boundaries)} must be integers >= 2 (source tokens incl. EOS), or () for '
+                     f'batches padded to the full lengths.')
+
+
+def check_batch_type(batch_type: str, name: str = 'batch_type') -> None:
+  """ValueError listing the valid batch types unless batch_type is one; `name` names the field."""
+  if batch_type not in BATCH_TYPES:
+    raise ValueError(f'Unknown {name} {batch_type!r}. Valid batch types: {", ".join(BATCH_TYPES)}.')
+
+
 @dataclasses.dataclass(frozen=True)
 class Buckets:
   """Bucket shapes: source_lengths[b] = S_b and target_lengths[b] = T_b, both ascending; the last is (S, T)."""
@@ -42,11 +55,9 @@ class Buckets:
     Raises:
       ValueError: a boundary that is not a positive integer.
     """
-    bounds = [int(b) for b in boundaries]
-    if any(b != original or b < 2 for b, original in zip(bounds, boundaries)):
-      raise ValueError(f'Bucket boundaries must be integers >= 2 (source tokens incl. EOS); got {tuple(boundaries)}.')
+    check_boundaries(boundaries)
     S, T = int(max_source_length), int(max_target_length)
-    sources = sorted({b for b in bounds if b < S} | {S})
+    sources = sorted({int(b) for b in boundaries if b < S} | {S})
     targets = [min(T, max(2, math.ceil(s * T / S))) for s in sources]
     return cls(tuple(sources), tuple(targets))
 
@@ -87,8 +98,7 @@ def batch_sizes(buckets: Buckets, *, batch_type: str, batch_size: int, batch_tok
   Raises:
     ValueError: an unknown batch_type, or a budget too small for one multiple of the longest bucket.
   """
-  if batch_type not in BATCH_TYPES:
-    raise ValueError(f'Unknown batch_type {batch_type!r}. Valid batch types: {", ".join(BATCH_TYPES)}.')
+  check_batch_type(batch_type)
   if batch_type == 'sentences':
     return tuple(int(batch_size) for _ in range(len(buckets)))
   sizes = []

@@ -196,7 +196,8 @@ class TranslationTask:
       return [self._batch_of(split, range(start, min(start + batch_size, count)), batch_size)
               for start in range(0, count, batch_size)]
     source_lengths, target_lengths = (lengths[:count] for lengths in self.lengths(split))
-    return self._grouped(split, self.buckets.assign(source_lengths, target_lengths), batch_size)
+    return [batch for batch, _ in self._grouped(split, self.buckets.assign(source_lengths, target_lengths),
+                                                 batch_size)]
 
   def decode_batches(self, split: str, *, batch_size: int,
                      max_examples: int | None = None) -> list[tuple[dict, int]]:
@@ -212,10 +213,11 @@ class TranslationTask:
     grouped = self._grouped(split, self.buckets.assign(self.lengths(split)[0][:count]), batch_size, targets=False)
     return [(batch, min(self.max_target_length, 2 * self.buckets.target_lengths[bucket])) for batch, bucket in grouped]
 
-  def _grouped(self, split: str, bucket_ids: np.ndarray, batch_size: int, targets: bool = True) -> list:
-    """Examples sorted by bucket (stable: split order within a bucket) and cut into batches of batch_size, each
-    padded to the bucket of its longest example: as many batches as in split order, at most one program per
-    bucket. Returns [(batch, bucket)] when not targets (decoding), else [batch]."""
+  def _grouped(self, split: str, bucket_ids: np.ndarray, batch_size: int,
+               targets: bool = True) -> list[tuple[dict, int]]:
+    """[(batch, bucket)]: the examples sorted by bucket (stable: split order within a bucket) and cut into batches
+    of batch_size, each padded to the bucket of its longest example (targets to T when not `targets`): as many
+    batches as in split order, at most one program per bucket."""
     order = np.argsort(bucket_ids, kind='stable')
     out = []
     for start in range(0, len(order), batch_size):
@@ -223,7 +225,7 @@ class TranslationTask:
       bucket = int(bucket_ids[positions].max())
       S_b, T_b = self.buckets.shape(bucket)
       batch = self._batch_of(split, positions, batch_size, S_b, T_b if targets else self.max_target_length)
-      out.append(batch if targets else (batch, bucket))
+      out.append((batch, bucket))
     return out
 
   def _batch_of(self, split: str, positions, batch_size: int, source_length: int | None = None,

@@ -22,7 +22,7 @@ from jax.experimental import multihost_utils
 
 from attention_jax.data import default_data_config, make_task
 from attention_jax.data import registry as dataset_registry
-from attention_jax.data.batching import BATCH_TYPES
+from attention_jax.data import batching
 from attention_jax.models import build_model
 from attention_jax.special_tokens import PAD_ID
 from attention_jax.tasks import translation_eval
@@ -89,15 +89,10 @@ def validate_config(config) -> None:
   dataset_registry.get(config.data.name, kind='translation')
   check_integer_fields(config, (('eval', 'max_examples', 0), ('eval', 'beam_size', 0), ('eval', 'num_heatmaps', 0),
                                 ('train', 'batch_tokens', 0)))
-  if config.train.batch_type not in BATCH_TYPES:
-    raise ValueError(f'Unknown config.train.batch_type {config.train.batch_type!r}. Valid batch types: '
-                     f'{", ".join(BATCH_TYPES)}.')
+  batching.check_batch_type(config.train.batch_type, 'config.train.batch_type')
   if config.train.batch_type == 'tokens' and not config.train.batch_tokens:
     raise ValueError("config.train.batch_type='tokens' needs config.train.batch_tokens > 0 (padded tokens a batch).")
-  boundaries = tuple(config.data.bucket_boundaries)
-  if any(int(b) != b or b < 2 for b in boundaries):
-    raise ValueError(f'config.data.bucket_boundaries={boundaries} must be integers >= 2 (source tokens incl. EOS), '
-                     f'or () for batches padded to the full lengths.')
+  batching.check_boundaries(tuple(config.data.bucket_boundaries), 'config.data.bucket_boundaries')
   # Builds (does not initialise) the model: unknown encoder/decoder/scorer names fail here with the valid ones.
   build_model(config.model, source_vocab_size=8, target_vocab_size=8, max_source_length=8)
   parallel.check_batch_size(config.train.parallel, int(config.eval.batch_size), field='eval.batch_size')
@@ -172,9 +167,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   batches = train_batches(config, task)
   validate = lambda state: translation_eval.evaluate(runner, state, task, model, 'validation', config,
                                                      with_decoding=bool(config.eval.validation_bleu))
-  state = loop.train(state, runner, batches, config.train, workdir, summarize=summarize_sequence_metrics,
-                     evaluate=validate, best_metric='loss', best_mode='min').state
-  step = int(jax.device_get(runner.get_state(state).step))
+  run = loop.train(state, runner, batches, config.train, workdir, summarize=summarize_sequence_metrics,
+                   evaluate=validate, best_metric='loss', best_mode='min')
+  state, step = run.state, run.step
 
   writer = MetricsWriter(workdir)
   try:

@@ -34,7 +34,7 @@ def decode_split(model, params, task, split: str, eval_config) -> list[str]:
 
   Batches are grouped by source length when the task has buckets (task.decode_batches), then put back in order.
   """
-  hypotheses = [None] * len(task.examples(split, eval_config.max_examples or None))
+  hypotheses = [None] * len(task.kept_indices(split)[:eval_config.max_examples or None])
   for batch, max_length in task.decode_batches(split, batch_size=int(eval_config.batch_size),
                                                max_examples=eval_config.max_examples or None):
     tokens, _ = decode_batch(model, params, batch['source'], eval_config, max_length)

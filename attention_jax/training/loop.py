@@ -161,8 +161,6 @@ def train(state: steps.TrainState, runner, batches, train_config, workdir: str, 
         if is_chief:
           progress.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()))
         excluded += time.perf_counter() - eval_start
-    progress.close()
-    checkpoints.wait()
     jax.block_until_ready(state)
     if steady_start is not None:
       run.steady_seconds = time.perf_counter() - steady_start - excluded
