@@ -12,11 +12,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from attention_jax import platform_info
 
 
 def block(tree: Any) -> Any:
@@ -58,25 +59,6 @@ def compiled_memory(fn: Callable, *args) -> dict[str, int]:
           'peak_bytes': temp + output}
 
 
-def cpu_model() -> str:
-  """The CPU model name from lscpu (or /proc/cpuinfo)."""
-  try:
-    out = subprocess.run(['lscpu'], capture_output=True, text=True, check=False).stdout
-    for line in out.splitlines():
-      if line.startswith('Model name:'):
-        return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
-
-
 def package_version(name: str) -> str | None:
   from importlib import metadata
   try:
@@ -89,7 +71,7 @@ def machine_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
   """CPU model, core count, Python and library versions: the header of every result file."""
   packages = ('jax', 'jaxlib', 'flax', 'optax', 'numpy', *extra_packages)
   return {
-      'cpu': cpu_model(),
+      'cpu': platform_info.cpu_model(),
       'cpu_count': os.cpu_count(),
       'affinity_cores': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
       'python': platform.python_version(),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ import numpy as np
 from attention_jax import scoring
 from attention_jax.data import make_task
 from attention_jax.models import build_model
-from attention_jax.studies.compare_report import REPORT_METRICS, summarize_variant, to_builtin, write_report
+from attention_jax.studies.compare_report import REPORT_METRICS, check_contrasts, summarize_variant, to_builtin, write_report
 from attention_jax.tasks import translation
 from attention_jax.tasks import translation_eval
 from attention_jax.training import loop
@@ -54,33 +55,10 @@ def variant_config(config, variant: dict):
   return merged
 
 
-def _length_buckets(task, split: str, max_examples, edges) -> np.ndarray:
-  lengths = [len(task.source_tokenizer.encode(src)) for src, _ in task.examples(split, max_examples)]
-  return np.digitize(lengths, edges, right=True)
-
-
-def _bucket_names(edges) -> list[str]:
-  lows = [1] + [e + 1 for e in edges]
-  highs = list(edges) + [None]
-  return [f'{lo}-{hi}' if hi is not None else f'{lo}+' for lo, hi in zip(lows, highs)]
-
-
-def _exact_by_bucket(task, model, params, split, config, edges) -> dict[str, float]:
-  examples = task.examples(split, config.eval.max_examples or None)
-  hypotheses = translation_eval.decode_split(model, params, task, split, config.eval)
-  correct = np.array([h == ref for h, (_, ref) in zip(hypotheses, examples)], np.float32)
-  buckets = _length_buckets(task, split, config.eval.max_examples or None, edges)
-  out = {}
-  for index, name in enumerate(_bucket_names(edges)):
-    chosen = buckets == index
-    if chosen.any():
-      out[f'exact_len_{name}'] = float(correct[chosen].mean())
-  return out
-
-
 def make_seed_runner(config, model):
-  """The single-device runner of the translation step vmapped over the seed axis of the state."""
-  return translation.make_runner(config, model, mode='single', vmap_seeds=True)
+  """The runner of the translation step vmapped over the seed axis of the state, in config.train.parallel mode
+  ('sharded': the seed axis spread over the devices, see parallel.Runner)."""
+  return translation.make_runner(config, model, vmap_seeds=True)
 
 
 def _summarize_seeds(host: dict) -> dict[str, float]:
@@ -101,6 +79,7 @@ def _learning_curve(run_dir: str, num_seeds: int) -> list[dict]:
 
 def train_variant(config, task, variant: dict, run_dir: str) -> dict:
   """Trains every seed of one variant together, evaluates each seed, returns the variant's record."""
+  started = time.perf_counter()
   cfg = variant_config(config, variant)
   model = build_model(cfg.model, source_vocab_size=task.source_tokenizer.vocab_size,
                       target_vocab_size=task.target_tokenizer.vocab_size, max_source_length=task.max_source_length)
@@ -115,7 +94,8 @@ def train_variant(config, task, variant: dict, run_dir: str) -> dict:
   states = runner.put_state(seeds_lib.init_seed_states(model, steps.make_optimizer(cfg.train), seed_list, source,
                                                        target))
   # Every variant and seed sees the same batches in the same order (the data order is config.seed).
-  batches = task.train_iterator(batch_size=int(cfg.train.batch_size), seed=int(config.seed))
+  batches = task.train_iterator(batch_size=int(cfg.train.batch_size), seed=int(config.seed),
+                                batch_multiple=jax.device_count())
   run = loop.train(states, runner, batches, cfg.train, run_dir, summarize=_summarize_seeds, best_metric=None)
   states = run.state
 
@@ -124,8 +104,8 @@ def train_variant(config, task, variant: dict, run_dir: str) -> dict:
   per_seed = []
   for k in range(len(seed_list)):
     state = seeds_lib.select_seed(states, k)
-    result = translation_eval.evaluate(eval_runner, state, task, model, 'test', cfg, with_decoding=True)
-    result.update(_exact_by_bucket(task, model, state.params, 'test', cfg, edges))
+    result = translation_eval.evaluate(eval_runner, state, task, model, 'test', cfg, with_decoding=True,
+                                       length_buckets=edges)
     if 'test_long' in task.splits:
       long = translation_eval.evaluate(eval_runner, state, task, model, 'test_long', cfg, with_decoding=True)
       result.update({f'long_{key}': value for key, value in long.items()})
@@ -142,7 +122,7 @@ def train_variant(config, task, variant: dict, run_dir: str) -> dict:
           'seeds': seed_list, 'per_seed': per_seed, 'curve': _learning_curve(run_dir, len(seed_list)),
           'parameter_count': parameter_count, 'compile_seconds': run.first_step_seconds,
           'tokens_per_second': run.steady_units / run.steady_seconds if run.steady_seconds else None,
-          'heatmap': heatmap}
+          'heatmap': heatmap, 'wall_seconds': time.perf_counter() - started}
 
 
 def run_comparison(config, workdir: str, command: str = '') -> str:
@@ -158,6 +138,7 @@ def run_comparison(config, workdir: str, command: str = '') -> str:
   unknown = sorted(set(only) - set(names))
   if unknown:
     raise ValueError(f'compare.only names unknown variants {unknown}. Variants: {", ".join(names)}.')
+  check_contrasts(config.compare.get('contrasts', ()), names)
   for variant in config.compare.variants:
     translation.validate_config(variant_config(config, variant))    # a bad variant fails now, not after the others trained
   records = []

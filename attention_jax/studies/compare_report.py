@@ -18,7 +18,12 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-REPORT_METRICS = ('bleu', 'exact_match', 'token_accuracy', 'loss', 'perplexity', 'aer', 'argmax_accuracy')
+from attention_jax import platform_info  # noqa: E402
+from attention_jax.metrics.translation import translation_signatures  # noqa: E402
+
+REPORT_METRICS = ('bleu', 'chrf', 'exact_match', 'token_accuracy', 'loss', 'perplexity', 'aer', 'argmax_accuracy')
+BY_LENGTH_METRICS = ('bleu', 'exact_match')
+EXPECTATIONS = ('tie', 'a_ahead', 'b_ahead')
 
 
 def to_builtin(value):
@@ -62,6 +67,13 @@ def write_report(records: list[dict], config, task, workdir: str, command: str) 
            f'{len(records)} variants x {seeds} seeds (vmapped), {config.train.num_steps} steps of batch '
            f'{config.train.batch_size}, same data order for all. Mean ± std over seeds on the test split.', '',
            f'Regenerate: `{command}`', '']
+  wall = [r['wall_seconds'] for r in records if r.get('wall_seconds')]
+  if wall:
+    lines += [f'Wall time: {sum(wall) / 60:.1f} min for the whole sweep (training and evaluating every seed), '
+              f'{min(wall) / 60:.1f}-{max(wall) / 60:.1f} min a variant; {platform_info.describe()}.', '']
+  if any('bleu_mean' in s for s in summaries):
+    signatures = translation_signatures(tokenize='char' if config.data.get('tokenizer') == 'char' else '13a')
+    lines += [f'sacrebleu signatures: BLEU `{signatures["bleu"]}`, chrF `{signatures["chrf"]}`.', '']
   shown = [m for m in REPORT_METRICS if any(f'{m}_mean' in s for s in summaries)]
   lines += ['| variant | ' + ' | '.join(shown) + ' | params | tokens/s | compile s |',
             '|---' * (len(shown) + 4) + '|']
@@ -69,14 +81,17 @@ def write_report(records: list[dict], config, task, workdir: str, command: str) 
     cells = [_fmt(s.get(f'{m}_mean'), s.get(f'{m}_std')) for m in shown]
     tps = f'{s["tokens_per_second"]:.0f}' if s['tokens_per_second'] else 'n/a'
     lines.append(f'| {s["name"]} | ' + ' | '.join(cells) + f' | {s["parameters"]} | {tps} | {s["compile_seconds"]:.1f} |')
-  bucket_keys = sorted({k[:-5] for s in summaries for k in s if k.startswith('exact_len_') and k.endswith('_mean')},
-                       key=lambda k: int(k.split('_')[2].split('-')[0].rstrip('+')))
-  if bucket_keys:
-    lines += ['', '## Exact match by source length (characters incl. EOS)', '',
-              '| variant | ' + ' | '.join(k.replace('exact_len_', '') for k in bucket_keys) + ' |',
-              '|---' * (len(bucket_keys) + 1) + '|']
-    for s in summaries:
-      lines.append(f'| {s["name"]} | ' + ' | '.join(_fmt(s.get(f'{k}_mean'), s.get(f'{k}_std')) for k in bucket_keys) + ' |')
+  for metric in BY_LENGTH_METRICS:
+    lines += _by_length_table(summaries, metric)
+  contrasts = list(config.compare.get('contrasts', ()))
+  if contrasts:
+    lines += ['', '## The papers\' findings at this scale', '',
+              'A difference no larger than the two variants\' seed spreads (std a + std b) is a tie. A growth '
+              'claim compares the per-seed gap a - b in the longest source-length bucket with the gap in the '
+              'shortest.', '',
+              '| claim | a | b | metric | a - b | spread | measured | paper | reproduces |',
+              '|---|---|---|---|---|---|---|---|---|']
+    lines += [_contrast_row(records, contrast) for contrast in contrasts]
   if any('long_exact_match_mean' in s for s in summaries):
     long_shown = [m for m in REPORT_METRICS if any(f'long_{m}_mean' in s for s in summaries)]
     lines += ['', '## Length generalisation: test_long (inputs longer than any seen in training)', '',
@@ -91,6 +106,76 @@ def write_report(records: list[dict], config, task, workdir: str, command: str) 
   with open(path, 'w') as f:
     f.write('\n'.join(lines))
   return path
+
+
+def _by_length_table(summaries, metric: str) -> list[str]:
+  prefix = f'{metric}_len_'
+  names = sorted({k[len(prefix):-5] for s in summaries for k in s if k.startswith(prefix) and k.endswith('_mean')},
+                 key=lambda name: int(name.split('-')[0].rstrip('+')))
+  if not names:
+    return []
+  counts = next((s for s in summaries if f'count_len_{names[0]}_mean' in s), {})
+  header = ' | '.join(f'{n} ({counts.get(f"count_len_{n}_mean", 0):.0f})' for n in names)
+  lines = ['', f'## {metric} by source length (tokens incl. EOS; test examples in each bucket)', '',
+           f'| variant | {header} |', '|---' * (len(names) + 1) + '|']
+  for s in summaries:
+    lines.append(f'| {s["name"]} | ' + ' | '.join(_fmt(s.get(f'{prefix}{n}_mean'), s.get(f'{prefix}{n}_std'))
+                                               for n in names) + ' |')
+  return lines
+
+
+def _per_seed(record: dict, key: str) -> np.ndarray:
+  return np.array([r.get(key, np.nan) for r in record['per_seed']], np.float64)
+
+
+def contrast(records: list[dict], a: str, b: str, metric: str, growth: bool = False) -> dict:
+  """a - b on `metric` over seeds, and whether the gap is inside the seed spread.
+
+  With growth, the per-seed gap (a - b) on `<metric>_len_<longest bucket>` minus that on the shortest bucket.
+
+  Returns:
+    {'difference': mean, 'spread': std a + std b (growth: std of the per-seed growth), 'verdict': 'tie' |
+    'a_ahead' | 'b_ahead'} (for loss-like metrics 'ahead' still means larger).
+  """
+  by_name = {r['name']: r for r in records}
+  missing = sorted({a, b} - set(by_name))
+  if missing:
+    raise ValueError(f'Contrast names variants {missing} that were not run. Variants: {", ".join(by_name)}.')
+  if growth:
+    prefix = f'{metric}_len_'
+    buckets = sorted({k[len(prefix):] for r in by_name[a]['per_seed'] for k in r if k.startswith(prefix)},
+                     key=lambda name: int(name.split('-')[0].rstrip('+')))
+    gap = lambda key: _per_seed(by_name[a], key) - _per_seed(by_name[b], key)
+    values = gap(prefix + buckets[-1]) - gap(prefix + buckets[0])
+    difference, spread = float(np.mean(values)), float(np.std(values))
+  else:
+    va, vb = _per_seed(by_name[a], metric), _per_seed(by_name[b], metric)
+    difference, spread = float(np.mean(va) - np.mean(vb)), float(np.std(va) + np.std(vb))
+  verdict = 'tie' if abs(difference) <= spread else ('a_ahead' if difference > 0 else 'b_ahead')
+  return {'difference': difference, 'spread': spread, 'verdict': verdict}
+
+
+def check_contrasts(contrasts, variant_names) -> None:
+  """ValueError unless every contrast names two of the variants, a metric and a valid expectation."""
+  for spec in contrasts:
+    spec = dict(spec)
+    missing = sorted({spec.get('a'), spec.get('b')} - set(variant_names))
+    if missing or not spec.get('metric') or not spec.get('claim'):
+      raise ValueError(f'Contrast {spec} needs a claim, a metric and variants a and b among '
+                       f'{", ".join(variant_names)} (unknown: {missing}).')
+    if spec.get('expect') not in EXPECTATIONS:
+      raise ValueError(f'Contrast expect={spec.get("expect")!r}; valid: {", ".join(EXPECTATIONS)}.')
+
+
+def _contrast_row(records, spec) -> str:
+  spec = dict(spec)
+  if not {spec['a'], spec['b']} <= {r['name'] for r in records}:
+    return f'| {spec["claim"]} | {spec["a"]} | {spec["b"]} | {spec["metric"]} | not run (compare.only) | | | {spec["expect"]} | |'
+  result = contrast(records, spec['a'], spec['b'], spec['metric'], bool(spec.get('growth', False)))
+  metric = spec['metric'] + (' gap growth, longest vs shortest' if spec.get('growth') else '')
+  return (f'| {spec["claim"]} | {spec["a"]} | {spec["b"]} | {metric} | {result["difference"]:+.3f} | '
+          f'{result["spread"]:.3f} | {result["verdict"]} | {spec["expect"]} | '
+          f'{"yes" if result["verdict"] == spec["expect"] else "no"} |')
 
 
 def _plot_curves(records, path):

@@ -6,13 +6,12 @@
 Rerunning the same command with the same workdir resumes from the newest complete checkpoint (state, step,
 PRNG key and data-iterator position), so an interrupted run ends with the same parameters as an
 uninterrupted one. Outputs in the workdir: config.json, vocab.json, metrics.jsonl, tensorboard/,
-checkpoints/, best/, heatmaps/*.png, and test_results.json.
+checkpoints/, best/, and the test report (translation_report): report.md, test_results.json, heatmaps/*.png.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 
 import jax
@@ -26,12 +25,12 @@ from attention_jax.data import batching
 from attention_jax.models import build_model
 from attention_jax.special_tokens import PAD_ID
 from attention_jax.tasks import translation_eval
+from attention_jax.tasks import translation_report
 from attention_jax.training import loop
 from attention_jax.training import parallel
 from attention_jax.training import steps
 from attention_jax.training.config import check_integer_fields, distributed_defaults, train_defaults
 from attention_jax.training.config import validate_training_config
-from attention_jax.training.metrics_writer import MetricsWriter
 from attention_jax.training.sequence_losses import sequence_metric_sums, summarize_sequence_metrics, token_losses
 
 NAME = 'translation'
@@ -69,9 +68,12 @@ def default_config(dataset: str = 'date') -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 256
   config.eval.max_examples = 0           # 0 = the whole split
-  config.eval.beam_size = 1              # 1 = greedy
+  config.eval.beam_size = 1              # 1 = greedy; > 1: the test report scores greedy and this beam
   config.eval.length_penalty = 0.6       # GNMT alpha for beam search
   config.eval.num_heatmaps = 4           # attention heatmaps saved at the end
+  config.eval.num_examples = 8           # example translations in the test report
+  config.eval.length_buckets = tuple(config.data.bucket_boundaries)   # test scores by source length (tokens
+                                         # incl. EOS; ascending upper bounds, the last bucket open; () = none)
   config.eval.validation_bleu = True     # decode the validation split at every eval (BLEU, exact match)
   config.eval.rouge = False              # also ROUGE-1/2/L F1 of the decoded outputs (summarisation)
 
@@ -88,7 +90,11 @@ def validate_config(config) -> None:
   validate_training_config(config)
   dataset_registry.get(config.data.name, kind='translation')
   check_integer_fields(config, (('eval', 'max_examples', 0), ('eval', 'beam_size', 0), ('eval', 'num_heatmaps', 0),
-                                ('train', 'batch_tokens', 0)))
+                                ('eval', 'num_examples', 0), ('train', 'batch_tokens', 0)))
+  edges = tuple(config.eval.length_buckets)
+  batching.check_boundaries(edges, 'config.eval.length_buckets')
+  if list(edges) != sorted(set(edges)):
+    raise ValueError(f'config.eval.length_buckets={edges} must be strictly ascending source lengths.')
   batching.check_batch_type(config.train.batch_type, 'config.train.batch_type')
   if config.train.batch_type == 'tokens' and not config.train.batch_tokens:
     raise ValueError("config.train.batch_type='tokens' needs config.train.batch_tokens > 0 (padded tokens a batch).")
@@ -171,22 +177,4 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                    evaluate=validate, best_metric='loss', best_mode='min')
   state, step = run.state, run.step
 
-  writer = MetricsWriter(workdir)
-  try:
-    results = translation_eval.evaluate(runner, state, task, model, 'test', config, with_decoding=True)
-    writer.write(step, 'test', results)
-    for split in [s for s in task.splits if s.startswith('test_')]:
-      split_results = translation_eval.evaluate(runner, state, task, model, split, config, with_decoding=True)
-      writer.write(step, split, split_results)
-      results.update({f'{split}/{k}': v for k, v in split_results.items()})
-  finally:
-    writer.close()
-  heatmaps = (translation_eval.save_heatmaps(runner.get_state(state).params, task, model, config,
-                                             os.path.join(workdir, 'heatmaps')) if is_chief else [])
-  if is_chief:
-    with open(os.path.join(workdir, 'test_results.json'), 'w') as f:
-      json.dump({'step': step, **results}, f, indent=2)
-    print('test: ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()))
-    print(f'metrics: {writer.path} | tensorboard: {os.path.join(workdir, "tensorboard")} | '
-          f'heatmaps: {os.path.join(workdir, "heatmaps")} ({len(heatmaps)} PNG)', flush=True)
-  return results
+  return translation_report.test_and_report(runner, state, task, model, config, workdir, step)

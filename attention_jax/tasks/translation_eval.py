@@ -51,9 +51,53 @@ def process_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   return {k: v[start:start + rows] for k, v in batch.items()}
 
 
-def evaluate(runner, state, task, model, split: str, config, *, with_decoding: bool) -> dict[str, float]:
+def length_bucket_names(edges) -> list[str]:
+  """Names of the source-length buckets that `edges` (ascending upper bounds) cut: '1-5', '6-10', ..., '31+'."""
+  lows = [1] + [e + 1 for e in edges]
+  return [f'{lo}-{hi}' for lo, hi in zip(lows, edges)] + [f'{lows[-1]}+']
+
+
+def scores_by_length(hypotheses, references, source_lengths, edges, *, tokenize: str) -> dict[str, float]:
+  """BLEU, chrF and exact match of each source-length bucket, plus its size.
+
+  Args:
+    hypotheses, references: [N] strings.
+    source_lengths: [N] source lengths in tokens (EOS included).
+    edges: ascending bucket upper bounds; a length l falls in the first bucket with l <= edge (the last is open).
+
+  Returns:
+    {'bleu_len_<lo>-<hi>', 'chrf_len_...', 'exact_match_len_...', 'count_len_...'} for every non-empty bucket.
+  """
+  buckets = np.digitize(np.asarray(source_lengths), list(edges), right=True)
+  out = {}
+  for index, name in enumerate(length_bucket_names(edges)):
+    chosen = np.flatnonzero(buckets == index)
+    if len(chosen):
+      scores = translation_scores([hypotheses[i] for i in chosen], [references[i] for i in chosen],
+                                  tokenize=tokenize)
+      out.update({f'{metric}_len_{name}': value for metric, value in scores.items()})
+      out[f'count_len_{name}'] = float(len(chosen))
+  return out
+
+
+def decoded_scores(task, split: str, hypotheses, references, eval_config, length_buckets=None) -> dict[str, float]:
+  """BLEU, chrF and exact match of decoded texts of `split` (words: sacrebleu '13a'; character tasks: 'char'),
+  with `length_buckets` also per source-length bucket, and ROUGE-1/2/L F1 when eval_config.rouge."""
+  tokenize = 'char' if isinstance(task.target_tokenizer, CharTokenizer) else '13a'
+  results = translation_scores(hypotheses, references, tokenize=tokenize)
+  if length_buckets:
+    source_lengths = task.lengths(split)[0][:len(hypotheses)]
+    results.update(scores_by_length(hypotheses, references, source_lengths, length_buckets, tokenize=tokenize))
+  if eval_config.get('rouge', False):
+    results.update(rouge_scores(hypotheses, references))
+  return results
+
+
+def evaluate(runner, state, task, model, split: str, config, *, with_decoding: bool,
+             length_buckets=None) -> dict[str, float]:
   """Teacher-forced loss/perplexity/accuracy and alignment scores; with decoding also BLEU, chrF and exact match
-  (and ROUGE-1/2/L when config.eval.rouge).
+  (and ROUGE-1/2/L when config.eval.rouge), and with `length_buckets` (ascending source lengths incl. EOS) the
+  same scores per source-length bucket (`scores_by_length`).
 
   The global eval batches are those of a single-process run; each process feeds its own block of rows, so
   the numbers do not depend on the number of processes.
@@ -81,10 +125,7 @@ def evaluate(runner, state, task, model, split: str, config, *, with_decoding: b
     # Every process decodes the whole global batches: the same inputs everywhere.
     hypotheses = decode_split(model, runner.get_state(state).params, task, split, eval_config)
     references = [target for _, target in task.examples(split, eval_config.max_examples or None)]
-    tokenize = 'char' if isinstance(task.target_tokenizer, CharTokenizer) else '13a'
-    results.update(translation_scores(hypotheses, references, tokenize=tokenize))
-    if eval_config.get('rouge', False):
-      results.update(rouge_scores(hypotheses, references))
+    results.update(decoded_scores(task, split, hypotheses, references, eval_config, length_buckets))
   return results
 
 

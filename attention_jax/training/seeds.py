@@ -19,9 +19,14 @@ from attention_jax.training import steps
 
 
 def init_seed_states(model, optimizer, seeds: Sequence[int], source, target_in) -> steps.TrainState:
-  """A TrainState whose every leaf has a leading seed axis K = len(seeds)."""
-  init = lambda seed: steps.create_train_state(model, optimizer, seed, source, target_in)
-  return jax.jit(jax.vmap(init))(jnp.asarray(list(seeds), jnp.int32))
+  """A TrainState whose every leaf has a leading seed axis K = len(seeds): the states of
+  steps.create_train_state(..., seed) stacked.
+
+  Each seed is initialised by its own call and the results stacked (a vmapped initialisation of the larger
+  BiLSTM models of configs/compare_messages_cpu.py hung on XLA:CPU with jax 0.10).
+  """
+  states = [steps.create_train_state(model, optimizer, int(seed), source, target_in) for seed in seeds]
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
 
 def select_seed(states: steps.TrainState, index: int) -> steps.TrainState:

@@ -1,0 +1,37 @@
+"""What a measurement ran on, for reports and benchmark tables.
+
+    cpu_model()          # e.g. 'AMD EPYC' or 'Intel(R) Xeon(R) Platinum 8480+'
+    describe()           # '<CPU model>, <n> cores, jax <version> on <backend>'
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+
+
+def cpu_model() -> str:
+  """The CPU model name from lscpu (or /proc/cpuinfo)."""
+  try:
+    out = subprocess.run(['lscpu'], capture_output=True, text=True, check=False).stdout
+    for line in out.splitlines():
+      if line.startswith('Model name:'):
+        return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or 'unknown'
+
+
+def describe() -> str:
+  """'<CPU model>, <n> cores, jax <version> on <backend>' of this process's machine."""
+  import jax
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  return f'{cpu_model()}, {cores} cores, jax {jax.__version__} on {jax.default_backend()}'

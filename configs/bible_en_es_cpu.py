@@ -1,0 +1,25 @@
+"""English (King James) -> Spanish (Reina-Valera 1909) Bible verses on 2 CPU cores: the bible_en_es model
+(BiLSTM 256 encoder, LSTM Luong decoder with general attention and input feeding) on a budget of 1,200
+length-bucketed batches of 64 verses (~2.7 epochs of the 28k training verses).
+
+    python -m experiments.prepare_data --dataset=bible_en_es --data_dir=data       # once, ~1.5 min (apt-get download)
+    python -m experiments.train --config=configs/bible_en_es_cpu.py --workdir=workdirs/bible_en_es_cpu \
+        --results_dir=results/bible_en_es_cpu
+
+Measured end to end (training, validation, test greedy and beam 4, alignment error against the Strong's-number
+links, report): see results/bible_en_es_cpu/report.md.
+"""
+
+from configs import bible_en_es
+
+
+def get_config(arg=None):
+  del arg
+  config = bible_en_es.get_config()
+  config.train.num_steps = 1200
+  config.train.warmup_steps = 200
+  config.train.eval_every = 400
+  config.train.checkpoint_every = 400
+  config.eval.max_examples = 0             # the whole test split
+  config.eval.num_heatmaps = 4
+  return config
