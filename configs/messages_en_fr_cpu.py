@@ -5,7 +5,9 @@ decoder with general attention and input feeding) on a budget of 2,500 length-bu
     python -m experiments.train --config=configs/messages_en_fr_cpu.py --workdir=workdirs/messages_en_fr_cpu \
         --results_dir=results/messages_en_fr_cpu
 
-Measured end to end (training, validation, test greedy and beam 4, report): see results/messages_en_fr_cpu/report.md.
+Measured on 2 cores of an AMD EPYC: 23 min of training, ~26 min end to end (validation every 500 steps, test
+greedy and beam 4, report). Test BLEU 26.9 greedy / 29.9 beam 4, chrF 54.0 / 55.8, exact match 0.11 / 0.12;
+BLEU falls from 38 on 1-6-piece sources to 14 on 25+ (beam 4). Report: results/messages_en_fr_cpu/report.md.
 """
 
 from configs import messages_en_fr
