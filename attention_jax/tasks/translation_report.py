@@ -70,10 +70,15 @@ def save_alignment_heatmaps(runner, state, task, model, config, directory: str, 
   count = int(config.eval.num_heatmaps)
   if count <= 0 or config.model.decoder == 'none':
     return []
+  is_chief = jax.process_index() == 0
   if not task.has_alignments:
-    return translation_eval.save_heatmaps(runner.get_state(state).params, task, model, config, directory, split)
+    return (translation_eval.save_heatmaps(runner.get_state(state).params, task, model, config, directory, split)
+            if is_chief else [])
+  # The teacher-forced step is collective (every process calls it); process 0 plots its rows.
   batch = translation_eval.process_rows(task.eval_batches(split, batch_size=count, max_examples=count)[0])
   _, attention = runner.eval_step(state, batch)
+  if not is_chief:
+    return []
   paths = []
   for i in range(min(count, len(batch['source']))):
     source_tokens = task.source_tokenizer.tokens(batch['source'][i])

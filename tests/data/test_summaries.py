@@ -202,7 +202,7 @@ def test_summarisation_run_reports_rouge(tmp_path):
   config.eval.beam_size = 1
   results = train_and_evaluate(config, str(tmp_path / 'run'))
   for key in ('rouge1', 'rouge2', 'rougeL', 'bleu'):
-    assert 0.0 <= results[key] <= 100.0, key
-  assert results['rougeL'] <= results['rouge1'] + 1e-9        # an LCS never exceeds the unigram overlap
+    assert 0.0 <= results[f'greedy/{key}'] <= 100.0, key
+  assert results['greedy/rougeL'] <= results['greedy/rouge1'] + 1e-9        # an LCS never exceeds the unigram overlap
   validation = [r for r in read_metrics(str(tmp_path / 'run')) if r['split'] == 'validation']
   assert validation and 'rougeL' in validation[-1]

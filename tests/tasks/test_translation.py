@@ -60,7 +60,8 @@ def tiny_run(data_dir, tmp_path_factory):
 
 def test_run_writes_metrics_heatmaps_and_resumes(tiny_run):
   config, workdir, results, _ = tiny_run
-  for name in ('config.json', 'vocab.json', 'metrics.jsonl', 'test_results.json', 'heatmaps/test_00.png'):
+  for name in ('config.json', 'vocab.json', 'metrics.jsonl', 'test_results.json', 'report.md',
+               'heatmaps/test_00.png'):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.listdir(os.path.join(workdir, 'tensorboard'))
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '15', '20']   # keep_checkpoints=3
@@ -68,7 +69,8 @@ def test_run_writes_metrics_heatmaps_and_resumes(tiny_run):
   records = read_metrics(workdir)
   assert [r['step'] for r in records if r['split'] == 'train'] == [5, 10, 15, 20]
   assert {'validation', 'test', 'test_long'} <= {r['split'] for r in records}
-  for key in ('loss', 'perplexity', 'token_accuracy', 'bleu', 'aer', 'argmax_accuracy', 'exact_match'):
+  for key in ('loss', 'perplexity', 'token_accuracy', 'greedy/bleu', 'greedy/chrf', 'aer', 'argmax_accuracy',
+              'greedy/exact_match', 'test_long/greedy/exact_match'):
     assert np.isfinite(results[key]), key
   np.testing.assert_allclose(results['perplexity'], np.exp(results['loss']), rtol=1e-5)
   validation = [r for r in records if r['split'] == 'validation']
