@@ -97,5 +97,5 @@ def test_bad_masks_are_rejected_with_shapes():
 
 
 def test_unknown_weighting_lists_valid_ones():
-  with pytest.raises(ValueError, match='Unknown weighting .*entmax.*Valid weightings: softmax, sparsemax'):
-    weighting.get('entmax')
+  with pytest.raises(ValueError, match='Unknown weighting .*entmax2.*Valid weightings: entmax15, softmax, sparsemax'):
+    weighting.get('entmax2')

@@ -55,9 +55,15 @@ def test_every_other_combination(encoder, decoder, scorer, input_feeding):
   check_combination(encoder, decoder, scorer, input_feeding)
 
 
-def check_combination(encoder, decoder, scorer, input_feeding):
+@pytest.mark.parametrize('weighting', ['sparsemax', 'entmax15'])
+@pytest.mark.parametrize('decoder, scorer', [('bahdanau', 'additive'), ('luong', 'general')])
+def test_sparse_weightings_in_both_decoders(weighting, decoder, scorer):
+  check_combination('bigru', decoder, scorer, True, weighting=weighting)
+
+
+def check_combination(encoder, decoder, scorer, input_feeding, **overrides):
   """Shapes, weights on real tokens summing to 1, stepwise == teacher forcing, finite useful gradients."""
-  model = make(encoder, decoder, scorer, input_feeding=input_feeding)
+  model = make(encoder, decoder, scorer, input_feeding=input_feeding, **overrides)
   variables = model.init(jax.random.key(0), SOURCE, TARGET_IN)
   logits, weights = model.apply(variables, SOURCE, TARGET_IN)
   assert logits.shape == (2, T_LEN, V) and logits.dtype == jnp.float32
