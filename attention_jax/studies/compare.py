@@ -130,7 +130,6 @@ def run_comparison(config, workdir: str, command: str = '') -> str:
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     f.write(config.to_json_best_effort(indent=2))
-  task = make_task(config.data)
   names = [v['name'] for v in config.compare.variants]
   if len(set(names)) != len(names):
     raise ValueError(f'Variant names must be unique; got {names}.')
@@ -141,6 +140,7 @@ def run_comparison(config, workdir: str, command: str = '') -> str:
   check_contrasts(config.compare.get('contrasts', ()), names)
   for variant in config.compare.variants:
     translation.validate_config(variant_config(config, variant))    # a bad variant fails now, not after the others trained
+  task = make_task(config.data)     # after the checks: a bad sweep fails before any data is built
   records = []
   for variant in config.compare.variants:
     if only and variant['name'] not in only:
