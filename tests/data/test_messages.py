@@ -3,7 +3,6 @@
 import os
 import struct
 
-import numpy as np
 import pytest
 
 from attention_jax import data
@@ -11,6 +10,7 @@ from attention_jax.data import messages
 from attention_jax.data import tokenizers
 from attention_jax.data import translation
 from attention_jax.data import translation_task
+from tests.helpers.fake_data import fake_message_catalog
 
 
 def write_mo(path, catalog: dict[str, str]):
@@ -77,14 +77,7 @@ def test_builder_collects_deduplicates_and_splits(tmp_path):
 
 
 def test_message_task_with_sentencepiece(tmp_path):
-  rng = np.random.default_rng(0)
-  words_en = ['open', 'close', 'save', 'print', 'the', 'file', 'window', 'image', 'document', 'now', 'all']
-  words_fr = ['ouvrir', 'fermer', 'enregistrer', 'imprimer', 'le', 'fichier', 'fenêtre', 'image', 'document',
-              'maintenant', 'tout']
-  catalog = {}
-  for _ in range(400):
-    idx = rng.integers(0, len(words_en), rng.integers(2, 6))
-    catalog[' '.join(words_en[i] for i in idx).capitalize()] = ' '.join(words_fr[i] for i in idx).capitalize()
+  catalog = fake_message_catalog(400, 6)
   write_mo(str(tmp_path / 'pkg' / 'fr' / 'LC_MESSAGES' / 'x.mo'), catalog)
   messages.builder('fr', str(tmp_path / 'data'), [str(tmp_path / 'pkg')]).download_and_prepare()
   config = data.default_data_config('messages_en_fr')

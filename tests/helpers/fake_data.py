@@ -42,3 +42,17 @@ def write_fake_digits(path, count=120):
     rows.append(','.join(str(v) for v in [*image.ravel().tolist(), label]))
   with gzip.open(path, 'wt') as f:
     f.write('\n'.join(rows) + '\n')
+
+
+def fake_message_catalog(pairs: int, max_words: int) -> dict[str, str]:
+  """{English message: French message}: `pairs` draws of 2 to max_words - 1 words of a tiny word-for-word lexicon
+  (duplicates collapse), seeded, so every caller with the same arguments gets the same catalog."""
+  rng = np.random.default_rng(0)
+  words_en = ['open', 'close', 'save', 'print', 'the', 'file', 'window', 'image', 'document', 'now', 'all']
+  words_fr = ['ouvrir', 'fermer', 'enregistrer', 'imprimer', 'le', 'fichier', 'fenêtre', 'image', 'document',
+              'maintenant', 'tout']
+  catalog = {}
+  for _ in range(pairs):
+    idx = rng.integers(0, len(words_en), rng.integers(2, max_words))
+    catalog[' '.join(words_en[i] for i in idx).capitalize()] = ' '.join(words_fr[i] for i in idx).capitalize()
+  return catalog

@@ -18,6 +18,7 @@ from configs import bible_en_es_cpu, compare_messages_cpu, messages_en_fr_cpu
 from experiments.train import copy_small_outputs
 from tests.data.test_bible import fake_verses, write_ztext_module
 from tests.data.test_messages import write_mo
+from tests.helpers.fake_data import fake_message_catalog
 
 pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 
@@ -25,14 +26,7 @@ pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarni
 @pytest.fixture(scope='module')
 def messages_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp('messages')
-  rng = np.random.default_rng(0)
-  words_en = ['open', 'close', 'save', 'print', 'the', 'file', 'window', 'image', 'document', 'now', 'all']
-  words_fr = ['ouvrir', 'fermer', 'enregistrer', 'imprimer', 'le', 'fichier', 'fenêtre', 'image', 'document',
-              'maintenant', 'tout']
-  catalog = {}
-  for _ in range(500):
-    idx = rng.integers(0, len(words_en), rng.integers(2, 12))
-    catalog[' '.join(words_en[i] for i in idx).capitalize()] = ' '.join(words_fr[i] for i in idx).capitalize()
+  catalog = fake_message_catalog(500, 12)
   write_mo(str(root / 'pkg' / 'fr' / 'LC_MESSAGES' / 'x.mo'), catalog)
   messages.builder('fr', str(root / 'data'), [str(root / 'pkg')]).download_and_prepare()
   return str(root / 'data')
