@@ -138,6 +138,24 @@ def batched_prepare_keys(scorer: str | scoring.Scorer, params: dict, keys: Array
   return jax.vmap(scorer.prepare_keys, in_axes=(None, 0))(params, keys)
 
 
+def batched_score_prepared(scorer: str | scoring.Scorer, params: dict, query: Array, key_cache: Any,
+                           **state: Array) -> Array:
+  """The scores alone, for weightings that need more than (scores, mask) (local, monotonic):
+  query [B, d_q] or [B, T, d_q] against the cache of `batched_prepare_keys` -> scores [B, S] or [B, T, S] float32.
+  """
+  scorer = scoring.get(scorer)
+  _check_state(scorer, state)
+  names = tuple(sorted(state))
+
+  def one_query(q, cache, *state_values):
+    return scorer.score_prepared(params, q, cache, **dict(zip(names, state_values)))
+
+  per_example = one_query
+  if query.ndim == 3:
+    per_example = jax.vmap(one_query, in_axes=(0, None) + (0,) * len(names))
+  return jax.vmap(per_example)(query, key_cache, *(state[n] for n in names)).astype(jnp.float32)
+
+
 def batched_attend_prepared(scorer: str | scoring.Scorer, params: dict, query: Array, key_cache: Any,
                             values: Array, mask: Array | None = None, *, weighting: str = 'softmax',
                             **state: Array) -> tuple[Array, Array]:

@@ -77,13 +77,33 @@ def length_penalty_factor(length: Array, alpha: float) -> Array:
   return ((5.0 + length.astype(jnp.float32)) / 6.0) ** alpha
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'max_length', 'beam_size'))
+_COVERAGE_FLOOR = 1e-6   # a source position never attended costs log(1e-6) instead of -infinity
+
+
+def coverage_penalty(weights: Array, source_mask: Array, beta: float) -> Array:
+  """GNMT coverage penalty cp(X; Y) = beta * sum_i log(min(sum_t a_t,i, 1)) over the real source positions i
+  (Wu et al. 2016, eq. 14; <= 0, so it favours hypotheses that attended to every source token).
+
+  Args:
+    weights: [..., T, S] a hypothesis's attention at every emitted step (zero after its EOS).
+    source_mask: [..., S] bool, True = real source token (broadcastable to weights without the T axis).
+    beta: the penalty weight (0 = none).
+
+  Returns:
+    [...] float32; add it to log P(Y) / lp(Y).
+  """
+  total = jnp.minimum(jnp.sum(weights.astype(jnp.float32), axis=-2), 1.0)
+  return beta * jnp.sum(jnp.where(source_mask, jnp.log(jnp.maximum(total, _COVERAGE_FLOOR)), 0.0), axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'max_length', 'beam_size', 'coverage_penalty_weight'))
 def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_size: int = 4,
-                length_penalty: float = 0.6) -> tuple[Array, Array]:
-  """Batched beam search with a GNMT length penalty.
+                length_penalty: float = 0.6, coverage_penalty_weight: float = 0.0) -> tuple[Array, Array]:
+  """Batched beam search with the GNMT length and coverage penalties.
 
   Keeps `beam_size` alive hypotheses (ranked by log-probability) and the `beam_size` best finished ones
-  (ranked by log P / lp). At each step the 2K best extensions are scored so that K alive ones remain
+  (ranked by log P / lp + cp, cp the coverage penalty of their attention, see `coverage_penalty`). At each step
+  the 2K best extensions are scored so that K alive ones remain
   even when up to K of them end in EOS. The result is the best finished hypothesis, or the best alive
   one if none finished within max_length.
 
@@ -94,13 +114,16 @@ def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_s
     max_length: T, output positions.
     beam_size: K.
     length_penalty: alpha (0 = plain log-probability).
+    coverage_penalty_weight: beta (0 = none).
 
   Returns:
     (tokens [B, T] int32, weights [B, T, S] float32) of the chosen hypothesis per example.
   """
-  batch, source_len = source.shape
+  batch = source.shape[0]
   k = beam_size
   memory, carry, step = _start(model, params, source)
+  source_len = memory.mask.shape[-1]          # what the decoder attends over (source tokens, image grid cells)
+  source_mask = memory.mask[:, None, :]       # [B, 1, S]
   # Every beam of an example starts from the same encoder memory and state; flatten to [B * K, ...].
   tile = lambda x: jnp.repeat(x, k, axis=0)
   memory, carry = jax.tree.map(tile, memory), jax.tree.map(tile, carry)
@@ -139,7 +162,10 @@ def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_s
     is_eos = token == EOS_ID
 
     # Finished: merge the EOS candidates (length t + 1, penalised) with the finished set, keep the best K.
-    eos_score = jnp.where(is_eos, top_log_prob / length_penalty_factor(t + 1, length_penalty), _NEG_INF)
+    eos_score = top_log_prob / length_penalty_factor(t + 1, length_penalty)
+    if coverage_penalty_weight:
+      eos_score = eos_score + coverage_penalty(all_weights, source_mask, coverage_penalty_weight)
+    eos_score = jnp.where(is_eos, eos_score, _NEG_INF)
     merged_score = jnp.concatenate([finished['score'], eos_score], axis=1)
     best_score, best = jax.lax.top_k(merged_score, k)
     merge = lambda old, new: take(jnp.concatenate([old, new], axis=1), best)
@@ -156,6 +182,8 @@ def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_s
   (_, alive, finished), _ = jax.lax.scan(body, (carry, alive, finished), jnp.arange(max_length))
 
   alive_score = alive['log_prob'] / length_penalty_factor(jnp.asarray(max_length), length_penalty)
+  if coverage_penalty_weight:
+    alive_score = alive_score + coverage_penalty(alive['weights'], source_mask, coverage_penalty_weight)
   any_finished = finished['score'][:, 0] > _NEG_INF / 2
   best_alive = jnp.argmax(alive_score, axis=1)
   pick = lambda fin, al: jnp.where(
@@ -180,7 +208,7 @@ def sequence_log_prob(model: nn.Module, params, source: Array, target_out: Array
 
 
 def decode(model: nn.Module, params, source_BxS, *, max_length: int, beam_size: int = 1,
-           length_penalty: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+           length_penalty: float = 0.6, coverage_penalty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
   """Greedy decoding (beam_size <= 1) or beam search, with the results fetched to the host.
 
   Args:
@@ -190,6 +218,7 @@ def decode(model: nn.Module, params, source_BxS, *, max_length: int, beam_size: 
     max_length: T, the number of output positions.
     beam_size: K; greedy when K <= 1.
     length_penalty: the GNMT alpha of beam search (unused by greedy decoding).
+    coverage_penalty: the GNMT beta of beam search (unused by greedy decoding).
 
   Returns:
     (tokens [B, T] np.int32, weights [B, T, S] np.float32): output ids up to and including EOS, then PAD, and
@@ -198,7 +227,8 @@ def decode(model: nn.Module, params, source_BxS, *, max_length: int, beam_size: 
   source_BxS = jnp.asarray(source_BxS)
   if beam_size > 1:
     tokens, weights = beam_search(model, params, source_BxS, max_length=int(max_length), beam_size=int(beam_size),
-                                  length_penalty=float(length_penalty))
+                                  length_penalty=float(length_penalty),
+                                  coverage_penalty_weight=float(coverage_penalty))
   else:
     tokens, weights = greedy_decode(model, params, source_BxS, max_length=int(max_length))
   return np.asarray(tokens, np.int32), np.asarray(weights, np.float32)

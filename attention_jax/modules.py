@@ -67,6 +67,11 @@ class Attention(nn.Module):
     params = self.scorer_params(query_dim, keys.shape[-1])
     return PreparedKeys(attention.batched_prepare_keys(self.scorer, params, keys), keys.shape[-1])
 
+  def score_prepared(self, query: Array, prepared: PreparedKeys, **state: Array) -> Array:
+    """query [B, d_q] or [B, T, d_q] against prepared keys -> scores [B, (T,) S] float32 (no weighting)."""
+    params = self.scorer_params(query.shape[-1], prepared.key_dim)
+    return attention.batched_score_prepared(self.scorer, params, query, prepared.cache, **state)
+
   def attend_prepared(self, query: Array, prepared: PreparedKeys, values: Array, mask: Array | None = None,
                       **state: Array) -> tuple[Array, Array]:
     """query [B, d_q] or [B, T, d_q] against prepared keys -> (context [B, (T,) d_v], weights [B, (T,) S])."""

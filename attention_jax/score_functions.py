@@ -332,3 +332,35 @@ def location_aware_prepared(params: Params, query: Array, projected_keys: Array,
   features = location_features(params['F'], prev_weights) @ _f32(params['U'])   # [S, H]
   hidden = jnp.tanh(projected_keys + features + _f32(query) @ _f32(w_q))
   return hidden @ _f32(params['v'])
+
+
+# --- coverage (Tu et al. 2016; See et al. 2017 eq. 11) ---------------------------------------------------------
+def init_coverage(rng: Array, query_dim: int, key_dim: int, hidden_dim: int = 128) -> Params:
+  kq, kk, kc, kv = jax.random.split(rng, 4)
+  return {
+      'W_q': _lecun_normal(kq, (query_dim, hidden_dim), query_dim),
+      'W_k': _lecun_normal(kk, (key_dim, hidden_dim), key_dim),
+      'w_c': _lecun_normal(kc, (hidden_dim,), 1),
+      'b': jnp.zeros((hidden_dim,), jnp.float32),
+      'v': _uniform_scaled(kv, (hidden_dim,), hidden_dim),
+  }
+
+
+def coverage_prepare(params: Params, keys: Array) -> Array:
+  _check_keys(keys)
+  w_k = params['W_k']
+  _check_last_dim('keys', keys, w_k.shape[0], f'W_k of shape {tuple(w_k.shape)} ([d_k, H])')
+  return _f32(keys) @ _f32(w_k) + params['b']
+
+
+def coverage_prepared(params: Params, query: Array, projected_keys: Array, *, coverage: Array) -> Array:
+  """e_i = v^T tanh(W_q q + W_k k_i + w_c c_i + b), c_i = sum_{t' < t} a_{t', i} the attention paid to source
+  position i before this step (See et al. 2017, eq. 11)."""
+  _check_query(query)
+  w_q = params['W_q']
+  _check_last_dim('query', query, w_q.shape[0], f'W_q of shape {tuple(w_q.shape)} ([d_q, H])')
+  if coverage.shape != (projected_keys.shape[0],):
+    raise ValueError(f'coverage must have shape [S] = ({projected_keys.shape[0]},) to match the keys; got shape '
+                     f'{tuple(coverage.shape)}.')
+  hidden = jnp.tanh(projected_keys + _f32(coverage)[:, None] * _f32(params['w_c']) + _f32(query) @ _f32(w_q))
+  return hidden @ _f32(params['v'])

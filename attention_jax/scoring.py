@@ -38,6 +38,8 @@ Registered scorers, their parameters and where they differ from well-known libra
 | location       | (W_a q + b_a)[j] (the query alone)                | W_a [d_q, L], b_a [L]; needs S <= L           |
 | location_aware | v^T tanh(W_q q + W_k k_j + U f_j + b),            | W_q [d_q,H], W_k [d_k,H], F [K,C], U [C,H],   |
 |                |   f = F * prev_weights (1-D convolution)          | b [H], v [H]; state: prev_weights [S]         |
+| coverage       | v^T tanh(W_q q + W_k k_j + w_c c_j + b),          | W_q [d_q, H], W_k [d_k, H], w_c [H], b [H],   |
+|                |   c = sum of the previous steps' weights          | v [H]; state: coverage [S]                    |
 
 What a scorer needs from the model around it is declared in its `Scorer` record, and models read these
 declarations instead of special-casing names (a new scorer, stateful or not, needs only its functions in
@@ -48,7 +50,9 @@ declarations instead of special-casing names (a new scorer, stateful or not, nee
                          `DecoderState.init(mask [B, S]) -> [B, S]` before the first step, then
                          `DecoderState.update(previous [B, S], weights [B, S]) -> [B, S]` after every step.
                          location_aware: {'prev_weights': PREVIOUS_WEIGHTS} (the previous step's attention
-                         weights, uniform over the real source positions at the first step). Single-step users
+                         weights, uniform over the real source positions at the first step); coverage:
+                         {'coverage': COVERAGE} (the sum of all previous steps' weights, zero at the first step,
+                         Tu et al. 2016 / See et al. 2017: the current step is not in it). Single-step users
                          (attention pooling) pass `init(mask)`. Stateful scorers cannot run per head.
   source_length_option   the init option that must be set to the number of source positions, or None.
                          location: 'max_source_length'; models fill it from their maximum source length with
@@ -79,8 +83,9 @@ class DecoderState:
   """One keyword state of a scorer, carried by a decoder from step to step.
 
   Attributes:
-    init: `init(mask [B, S] bool) -> [B, S]`, the value before the first step.
-    update: `update(previous [B, S], weights [B, S]) -> [B, S]`, the value for the next step from this step's
+    init: `init(mask [B, S] bool) -> [B, S]`, the value before the first step (the decoders' own states may be
+      per example, [B]: local_m's step counter).
+    update: `update(previous, weights [B, S]) -> previous's shape`, the value for the next step from this step's
       attention weights.
   """
 
@@ -95,6 +100,11 @@ def uniform_over_mask(mask_BxS: Array) -> Array:
 
 # The previous step's attention weights; they start uniform over the real source tokens (as ESPnet's AttLoc).
 PREVIOUS_WEIGHTS = DecoderState(init=uniform_over_mask, update=lambda previous, weights: weights)
+
+
+# The attention paid so far: zero before the first step, then the running sum of the weights of the steps before.
+COVERAGE = DecoderState(init=lambda mask_BxS: jnp.zeros(mask_BxS.shape, jnp.float32),
+                        update=lambda previous, weights: previous + weights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +158,8 @@ SCORERS: dict[str, Scorer] = {
         Scorer('location_aware', fns.init_location_aware, fns.location_aware_prepare, fns.location_aware_prepared,
                state={'prev_weights': PREVIOUS_WEIGHTS},
                options={'hidden_dim': 128, 'num_filters': 8, 'kernel_size': 5}),
+        Scorer('coverage', fns.init_coverage, fns.coverage_prepare, fns.coverage_prepared,
+               state={'coverage': COVERAGE}, options={'hidden_dim': 128}),
     )
 }
 

@@ -306,11 +306,44 @@ def monotonic_weights(p_choose: Array, prev_weights: Array, mode: str = 'paralle
   raise ValueError(f"Unknown monotonic mode {mode!r}. Valid modes: parallel, recursive.")
 
 
+def hard_monotonic_weights(p_choose: Array, prev_weights: Array, threshold: float = 0.5) -> Array:
+  """Test-time monotonic attention (Raffel et al. 2017, section 2.1) for one output step: attend to the first
+  position i at or after the previously attended one with p_i > threshold. When none qualifies the weights are
+  zero (a zero context), and they stay zero at every later step.
+
+  Args:
+    p_choose: [..., S] selection probabilities; padding positions 0.
+    prev_weights: [..., S] the previous step's weights: one-hot (one-hot on position 0 at the first step) or all
+      zero once the end was passed.
+    threshold: the selection threshold (0.5: the sigmoid's decision boundary).
+
+  Returns:
+    weights [..., S] float32: one-hot or all zero.
+  """
+  p = _at_least_f32(jnp.asarray(p_choose))
+  prev = jnp.asarray(prev_weights)
+  length = p.shape[-1]
+  positions = jnp.arange(length)
+  start = jnp.where(jnp.any(prev > 0, axis=-1), jnp.argmax(prev, axis=-1), length)        # [...]
+  candidates = (positions >= start[..., None]) & (p > threshold)
+  chosen = jax.nn.one_hot(jnp.argmax(candidates, axis=-1), length, dtype=p.dtype)
+  return chosen * jnp.any(candidates, axis=-1, keepdims=True).astype(p.dtype)
+
+
+def first_position(mask_BxS: Array) -> Array:
+  """[B, S] -> [B, S] float32 one-hot on position 0: monotonic attention's previous weights before the first step."""
+  return jnp.zeros(mask_BxS.shape, jnp.float32).at[..., 0].set(1.0)
+
+
 WEIGHTINGS: dict[str, Callable[[Array, Array | None], Array]] = {
     'softmax': masked_softmax,
     'sparsemax': sparsemax,
     'entmax15': entmax15,
 }
+
+# Weightings that need the previous step's weights, so only the step-by-step attention decoders run them
+# (config.model.weighting); they are not (scores, mask) functions.
+DECODER_WEIGHTINGS = ('monotonic',)
 
 
 def get(name: str) -> Callable[[Array, Array | None], Array]:
@@ -318,7 +351,11 @@ def get(name: str) -> Callable[[Array, Array | None], Array]:
   names."""
   if callable(name):
     return name
+  if name in DECODER_WEIGHTINGS:
+    raise ValueError(f'weighting {name!r} depends on the previous step\'s weights, so only the attention decoders '
+                     f'run it (config.model.weighting); single-step attention takes {", ".join(sorted(WEIGHTINGS))}.')
   try:
     return WEIGHTINGS[name]
   except (KeyError, TypeError):
-    raise ValueError(f'Unknown weighting {name!r}. Valid weightings: {", ".join(sorted(WEIGHTINGS))}.') from None
+    raise ValueError(f'Unknown weighting {name!r}. Valid weightings: {", ".join(sorted(WEIGHTINGS))} (and, in the '
+                     f'attention decoders, {", ".join(DECODER_WEIGHTINGS)}).') from None

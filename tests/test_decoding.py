@@ -52,8 +52,9 @@ def test_greedy_equals_python_argmax_loop_and_reports_its_attention():
   np.testing.assert_allclose(np.where(alive[..., None], tf_weights, 0.0), weights, rtol=1e-5, atol=1e-6)
 
 
-def exhaustive_best(model, params, source, max_length, alpha, vocab):
-  """Scores every finished output (content tokens then EOS, at most max_length long) by log P / lp."""
+def exhaustive_best(model, params, source, max_length, alpha, vocab, beta=0.0):
+  """Scores every finished output (content tokens then EOS, at most max_length long) by log P / lp + cp, cp the
+  GNMT coverage penalty beta * sum_i log(min(sum_t a_t,i, 1)) of its teacher-forced attention (Wu et al. eq. 14)."""
   content = [t for t in range(vocab) if t not in (decoding.PAD_ID, decoding.BOS_ID, decoding.EOS_ID)]
   candidates = []
   for length in range(max_length):
@@ -66,17 +67,26 @@ def exhaustive_best(model, params, source, max_length, alpha, vocab):
     log_p = np.asarray(decoding.sequence_log_prob(model, params, src, target))
     lengths = np.asarray((target != decoding.PAD_ID).sum(1))
     score = log_p / ((5.0 + lengths) / 6.0) ** alpha
+    if beta:
+      _, weights = teacher_forced(model, params, src, target)
+      weights = np.where(np.asarray(target != decoding.PAD_ID)[..., None], np.asarray(weights, np.float64), 0.0)
+      total = np.minimum(weights.sum(1), 1.0)                                          # [N, S]
+      real = np.asarray(src != decoding.PAD_ID)
+      score = score + beta * np.where(real, np.log(np.maximum(total, 1e-6)), 0.0).sum(-1)
     best.append((candidates[int(np.argmax(score))], float(np.max(score))))
   return best
 
 
-@pytest.mark.parametrize('alpha,eos_bias,seed', [(0.0, 0.0, 0), (0.6, -4.0, 1), (1.0, -8.0, 2)])
-def test_beam_search_with_a_wide_beam_finds_the_exhaustive_optimum(alpha, eos_bias, seed):
+@pytest.mark.parametrize('alpha,beta,eos_bias,seed', [(0.0, 0.0, 0.0, 0), (0.6, 0.0, -4.0, 1), (1.0, 0.0, -8.0, 2),
+                                                    (0.6, 2.0, 2.0, 3)])
+def test_beam_search_with_a_wide_beam_finds_the_exhaustive_optimum(alpha, beta, eos_bias, seed):
   vocab, max_length = 5, 3          # content tokens {3, 4}: 2 + 4 + 8 ... few enough to enumerate
   model, params = tiny_model(vocab, eos_bias=eos_bias, seed=seed)
   tokens, weights = decoding.beam_search(model, params, SOURCE, max_length=max_length, beam_size=8,
-                                         length_penalty=alpha)
-  best = exhaustive_best(model, params, SOURCE, max_length, alpha, vocab)
+                                         length_penalty=alpha, coverage_penalty_weight=beta)
+  best = exhaustive_best(model, params, SOURCE, max_length, alpha, vocab, beta)
+  if beta:   # the penalty matters here: without it the optimum differs (a likely EOS ends outputs early)
+    assert best != exhaustive_best(model, params, SOURCE, max_length, alpha, vocab)
   for b, (want, _) in enumerate(best):
     np.testing.assert_array_equal(tokens[b], want)
   _, tf_weights = teacher_forced(model, params, SOURCE, tokens)

@@ -106,3 +106,36 @@ def test_monotonic_recursive_equals_parallel_jit_vmap_and_gradients():
   np.testing.assert_allclose(hard, np.eye(5)[2], atol=1e-5)
   with pytest.raises(ValueError, match='Valid modes: parallel, recursive'):
     weighting.monotonic_weights(p, prev, 'hard')
+
+
+def np_hard_monotonic(p, prev, threshold=0.5):
+  """Raffel et al. 2017 test time: from the previously attended position, the first i with p_i > threshold."""
+  out = np.zeros(len(p))
+  if not prev.any():
+    return out
+  for i in range(int(np.argmax(prev)), len(p)):
+    if p[i] > threshold:
+      out[i] = 1.0
+      break
+  return out
+
+
+def test_hard_monotonic_weights_match_the_test_time_rule():
+  rng = np.random.default_rng(5)
+  p = rng.random((6, 7))
+  prev = np.zeros((6, 7))
+  prev[np.arange(6), [0, 2, 4, 6, 1, 3]] = 1.0
+  prev[5] = 0.0                                         # the end was passed earlier: stays at zero
+  got = weighting.hard_monotonic_weights(jnp.asarray(p, jnp.float32), jnp.asarray(prev, jnp.float32))
+  want = np.stack([np_hard_monotonic(p[i], prev[i]) for i in range(6)])
+  np.testing.assert_array_equal(got, want)
+  first = weighting.first_position(jnp.ones((2, 4), bool))
+  np.testing.assert_array_equal(first, [[1, 0, 0, 0], [1, 0, 0, 0]])
+  # No position past the previous one qualifies: zero weights (a zero context).
+  none = weighting.hard_monotonic_weights(jnp.array([0.9, 0.1, 0.2]), jnp.array([0.0, 1.0, 0.0]))
+  np.testing.assert_array_equal(none, [0.0, 0.0, 0.0])
+
+
+def test_monotonic_is_a_decoder_weighting_only():
+  with pytest.raises(ValueError, match="'monotonic' depends on the previous step's weights"):
+    weighting.get('monotonic')

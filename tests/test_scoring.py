@@ -61,6 +61,11 @@ def ref_location_aware(p, q, k, prev_weights):
                    for j in range(k.shape[0])])
 
 
+def ref_coverage(p, q, k, coverage):
+  return np.array([p['v'] @ np.tanh(p['W_q'].T @ q + p['W_k'].T @ k[j] + p['w_c'] * coverage[j] + p['b'])
+                   for j in range(k.shape[0])])
+
+
 # (scorer name, init options, numpy reference). Every registered scorer must appear here.
 CASES = [
     ('dot', {}, ref_dot),
@@ -73,6 +78,7 @@ CASES = [
     ('cosine', {'init_scale': 3.0}, ref_cosine),
     ('location', {'max_source_length': S + 3}, ref_location),
     ('location_aware', {'hidden_dim': H, 'num_filters': 3, 'kernel_size': 3}, ref_location_aware),
+    ('coverage', {'hidden_dim': H}, ref_coverage),
 ]
 CASE_IDS = [f'{n}-{"-".join(f"{k}={v}" for k, v in o.items())}' for n, o, _ in CASES]
 
@@ -93,6 +99,8 @@ def make_inputs(name, options, seed=0, batch=()):
   state = {}
   if 'prev_weights' in scoring.get(name).state_names:
     state['prev_weights'] = jnp.asarray(rng.dirichlet(np.ones(S), size=batch or None), jnp.float32)
+  if 'coverage' in scoring.get(name).state_names:     # the sum of a few steps' weights
+    state['coverage'] = jnp.asarray(rng.dirichlet(np.ones(S), size=(3, *batch)).sum(0), jnp.float32)
   return params, query, keys, state
 
 
@@ -179,7 +187,7 @@ def test_location_features_are_a_centred_cross_correlation():
 
 
 def test_unknown_scorer_lists_valid_names():
-  with pytest.raises(ValueError, match='Unknown scorer .*bahdanau.*Valid scorers: additive, concat, cosine, dot'):
+  with pytest.raises(ValueError, match='Unknown scorer .*bahdanau.*Valid scorers: additive, concat, cosine, coverage, dot'):
     scoring.get('bahdanau')
   with pytest.raises(ValueError, match='Valid scorers'):
     scoring.init('nope', jax.random.key(0), 2, 2)
@@ -235,6 +243,9 @@ def test_declared_requirements():
     assert scorer.state_names == tuple(scorer.state)
   assert scoring.get('location').source_length_option == 'max_source_length'
   assert scoring.get('location_aware').state_names == ('prev_weights',)
+  assert scoring.get('coverage').state_names == ('coverage',)
+  np.testing.assert_array_equal(scoring.COVERAGE.init(jnp.ones((2, 3), bool)), np.zeros((2, 3)))
+  np.testing.assert_allclose(scoring.COVERAGE.update(jnp.full(3, 0.5), jnp.array([0.2, 0.3, 0.5])), [0.7, 0.8, 1.0])
   assert scoring.with_source_length('location', {}, 9) == {'max_source_length': 9}
   assert scoring.with_source_length('location', {'max_source_length': 4}, 9) == {'max_source_length': 4}
   assert scoring.with_source_length('additive', {'hidden_dim': 3}, 9) == {'hidden_dim': 3}

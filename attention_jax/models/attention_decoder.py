@@ -35,8 +35,9 @@ class AttentionDecoderModel(nn.Module):
     return self.cell.initial_state(memory)
 
   def decode_step(self, carry: dict, prev_tokens: Array, memory: Memory) -> tuple[dict, Array, Array]:
-    """One inference step: prev_tokens [B] -> (carry, logits [B, V] float32, weights [B, S])."""
-    carry, (logits, weights) = self.cell(carry, self.target_embed(prev_tokens), memory, train=False)
+    """One inference step: prev_tokens [B] -> (carry, logits [B, V] float32, weights [B, S]). Attention decides
+    hard where its weighting has a test-time form (monotonic)."""
+    carry, (logits, weights) = self.cell(carry, self.target_embed(prev_tokens), memory, train=False, hard=True)
     return carry, logits.astype(jnp.float32), weights
 
   def __call__(self, inputs: Array, target_in: Array, *, train: bool = False) -> tuple[Array, Array]:

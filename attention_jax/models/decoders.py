@@ -15,6 +15,16 @@ Styles (see ../shared formulas in the README):
     attends for all target steps in parallel.
   * PlainCell: the no-attention baseline (Cho et al. 2014 / RNNencdec): the context is the encoder summary,
     the same at every step; its "weights" are all zero.
+
+How the attention cells turn scores into weights (the same in both styles; see `attention_jax.weighting`):
+  * locality 'global' (the default): `weighting` ('softmax', 'sparsemax', 'entmax15') over every source position.
+  * locality 'local_m' / 'local_p' (Luong et al. 2015, section 3.2, eq. 9-10): softmax inside the window
+    [p_t - D, p_t + D] times a Gaussian centred on p_t (sigma = D / 2); local_m: p_t = t, local_p:
+    p_t = S_true * sigmoid(v_p^T tanh(W_p q_t)) with q_t the attention query and S_true the source length.
+  * weighting 'monotonic' (Raffel et al. 2017): p_i = sigmoid(e_i + r) (+ Gaussian noise of std
+    `monotonic_noise` before the sigmoid, in training only), then the expected alignment from the previous
+    step's weights while training and evaluating with teacher forcing, and hard monotonic attention (the first
+    position at or after the previous one with p_i > 0.5) when decoding step by step.
 """
 
 from __future__ import annotations
@@ -28,7 +38,9 @@ import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
+from attention_jax import attention as attention_lib
 from attention_jax import scoring
+from attention_jax import weighting as weighting_lib
 from attention_jax.models.encoders import cell_output
 from attention_jax.models.encoders import rnn_cell
 from attention_jax.modules import Attention
@@ -60,14 +72,48 @@ def _scan_steps(fn, module, carry, xs_BT):
   return scan(module, carry, xs_BT)
 
 
+LOCALITIES = ('global', 'local_m', 'local_p')
+
+
+def check_attention_choices(decoder: str, weighting: str, locality: str, local_window: int,
+                            monotonic_noise: float) -> None:
+  """Raises ValueError, naming what is allowed, for an attention configuration the decoders cannot run."""
+  valid_weightings = (*sorted(weighting_lib.WEIGHTINGS), *weighting_lib.DECODER_WEIGHTINGS)
+  if weighting not in valid_weightings:
+    raise ValueError(f'Unknown weighting {weighting!r}. Valid weightings: {", ".join(valid_weightings)}.')
+  if locality not in LOCALITIES:
+    raise ValueError(f'Unknown locality {locality!r}. Valid localities: {", ".join(LOCALITIES)}.')
+  if locality != 'global':
+    if decoder == 'none':
+      raise ValueError(f"locality={locality!r} needs an attention decoder (bahdanau or luong), not decoder='none'.")
+    if weighting != 'softmax':
+      raise ValueError(f"locality={locality!r} is Luong et al.'s softmax over a window (eq. 10); it takes "
+                       f"weighting='softmax', not {weighting!r}.")
+    if int(local_window) != local_window or local_window < 1:
+      raise ValueError(f'local_window must be an integer D >= 1 (Luong et al. use 10); got {local_window!r}.')
+  if weighting == 'monotonic' and decoder == 'none':
+    raise ValueError("weighting='monotonic' needs an attention decoder (bahdanau or luong), not decoder='none'.")
+  if monotonic_noise < 0:
+    raise ValueError(f'monotonic_noise is a standard deviation >= 0; got {monotonic_noise!r}.')
+
+
 class _CellBase(nn.Module):
-  """Shared fields and the decoder's initial state."""
+  """Shared fields, the decoder's initial state and the attention step (scores -> weights -> context).
+
+  Attributes (attention): scorer, scorer_options, weighting ('softmax' | 'sparsemax' | 'entmax15' |
+  'monotonic'), locality ('global' | 'local_m' | 'local_p'), local_window (D), monotonic_noise (std of the
+  pre-sigmoid noise in training), monotonic_bias_init (r's initial value; -4 as in Raffel et al.'s guidance).
+  """
   vocab_size: int
   hidden_dim: int = 128
   cell_type: str = 'gru'
   scorer: str = 'additive'
   weighting: str = 'softmax'
   scorer_options: Mapping[str, Any] = FrozenDict()
+  locality: str = 'global'
+  local_window: int = 10
+  monotonic_noise: float = 1.0
+  monotonic_bias_init: float = -4.0
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
 
@@ -82,10 +128,68 @@ class _CellBase(nn.Module):
     """The decoder state the scorer declares it consumes (carried under carry['scorer_state'])."""
     return scoring.get(self.scorer).state
 
+  @property
+  def weighting_state(self) -> Mapping[str, scoring.DecoderState]:
+    """The decoder state the weighting and locality carry (under carry['weighting_state']): local_m's step
+    counter t [B], monotonic attention's previous weights [B, S]."""
+    if self.weighting == 'monotonic':
+      return {'prev_weights': scoring.DecoderState(init=weighting_lib.first_position,
+                                                   update=lambda previous, weights: weights)}
+    if self.locality == 'local_m':
+      return {'step': scoring.DecoderState(init=lambda mask: jnp.zeros(mask.shape[:1], jnp.float32),
+                                           update=lambda previous, weights: previous + 1.0)}
+    return {}
+
+  @property
+  def _plain_weighting(self) -> bool:
+    return self.locality == 'global' and self.weighting not in weighting_lib.DECODER_WEIGHTINGS
+
   def _setup_attention(self):
-    self.attention = Attention(scorer=self.scorer, weighting=self.weighting, scorer_options=self.scorer_options)
+    check_attention_choices('attention', self.weighting, self.locality, self.local_window, self.monotonic_noise)
+    # A decoder-only weighting scores with the module and weights here; the module's own weighting is unused.
+    module_weighting = self.weighting if self.weighting in weighting_lib.WEIGHTINGS else 'softmax'
+    self.attention = Attention(scorer=self.scorer, weighting=module_weighting, scorer_options=self.scorer_options)
     # Scorers that need d_q == d_k (dot, scaled_dot, cosine) see keys projected to the decoder's size.
     self.key_projection = nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype, name='key_projection')
+    if self.locality == 'local_p':       # p_t = S * sigmoid(v_p^T tanh(W_p q_t)) (Luong et al. eq. 9)
+      self.position_hidden = nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype, name='W_p')
+      self.position_out = nn.Dense(1, use_bias=False, dtype=jnp.float32, name='v_p')
+    if self.weighting == 'monotonic':
+      self.monotonic_bias = self.param('monotonic_bias', nn.initializers.constant(self.monotonic_bias_init), ())
+
+  def local_center(self, query: Array, mask: Array, step: Array | None) -> Array:
+    """p_t for local attention: query [B, (T,) H], mask [B, S] -> [B, (T,)] float32 (local_m: step, [B, (T,)])."""
+    if self.locality == 'local_m':
+      return step
+    lengths = jnp.sum(mask, axis=-1).astype(jnp.float32).reshape(-1, *([1] * (query.ndim - 2)))
+    hidden = jnp.tanh(self.position_hidden(query))
+    return lengths * jax.nn.sigmoid(self.position_out(hidden)[..., 0].astype(jnp.float32))
+
+  def attention_weights(self, scores: Array, query: Array, mask: Array, weighting_state: dict, *, train: bool,
+                        hard: bool, step: Array | None = None) -> Array:
+    """scores [B, (T,) S] -> weights [B, (T,) S] float32 for the non-global localities and decoder weightings.
+
+    step: local_m's p_t, [B] or [B, T] (default: weighting_state['step']). Monotonic attention runs one step at a
+    time ([B, S]) from weighting_state['prev_weights'].
+    """
+    mask = jnp.broadcast_to(mask.reshape(mask.shape[0], *([1] * (scores.ndim - 2)), mask.shape[-1]), scores.shape)
+    if self.locality != 'global':
+      center = self.local_center(query, mask[..., 0, :] if scores.ndim == 3 else mask,
+                                 weighting_state.get('step') if step is None else step)
+      center = jnp.broadcast_to(center, scores.shape[:-1])
+      window = int(self.local_window)
+      local = jax.vmap(lambda z, m, c: weighting_lib.local_weights(z, m, c, window))
+      flat = lambda x: x.reshape(-1, *x.shape[scores.ndim - 1:])
+      return local(flat(scores), flat(mask), flat(center)).reshape(scores.shape)
+    # monotonic
+    energies = scores + self.monotonic_bias
+    if train and self.monotonic_noise > 0:
+      energies = energies + self.monotonic_noise * jax.random.normal(self.make_rng('dropout'), energies.shape)
+    p_choose = jax.nn.sigmoid(energies) * mask
+    previous = weighting_state['prev_weights']
+    if hard:
+      return weighting_lib.hard_monotonic_weights(p_choose, previous)
+    return weighting_lib.monotonic_weights(p_choose, previous, mode='parallel')
 
   def prepare_memory(self, encoded: Array, mask: Array, summary: Array) -> Memory:
     """encoded [B, S, D_enc], mask [B, S], summary [B, D_sum] -> Memory (key-side work done once)."""
@@ -104,15 +208,28 @@ class _CellBase(nn.Module):
         'rnn': rnn_carry,
         'attentional': jnp.zeros_like(h0),
         'scorer_state': {name: state.init(memory.mask) for name, state in self.scorer_state.items()},
+        'weighting_state': {name: state.init(memory.mask) for name, state in self.weighting_state.items()},
     }
 
-  def _attend(self, query: Array, carry: dict, memory: Memory) -> tuple[Array, Array, dict]:
-    """query [B, H] -> (context [B, D_enc], weights [B, S], carry with the scorer's state updated)."""
+  def _attend(self, query: Array, carry: dict, memory: Memory, *, train: bool = False,
+              hard: bool = False) -> tuple[Array, Array, dict]:
+    """query [B, H] -> (context [B, D_enc], weights [B, S], carry with the scorer's and weighting's state updated).
+
+    hard: step-by-step decoding (monotonic attention decides hard, see the module docstring).
+    """
     previous = carry['scorer_state']
-    context, weights = self.attention.attend_prepared(query, memory.prepared, memory.values, memory.mask,
-                                                      **previous)
+    if self._plain_weighting:
+      context, weights = self.attention.attend_prepared(query, memory.prepared, memory.values, memory.mask,
+                                                        **previous)
+    else:
+      scores = self.attention.score_prepared(query, memory.prepared, **previous)
+      weights = self.attention_weights(scores, query, memory.mask, carry['weighting_state'], train=train,
+                                       hard=hard)
+      context = attention_lib.context(weights, memory.values)
     updated = {name: state.update(previous[name], weights) for name, state in self.scorer_state.items()}
-    return context, weights, {**carry, 'scorer_state': updated}
+    weighting_state = {name: state.update(carry['weighting_state'][name], weights)
+                       for name, state in self.weighting_state.items()}
+    return context, weights, {**carry, 'scorer_state': updated, 'weighting_state': weighting_state}
 
 
 class BahdanauCell(_CellBase):
@@ -123,12 +240,13 @@ class BahdanauCell(_CellBase):
     self._setup_attention()
     self.readout = nn.Dense(self.hidden_dim, dtype=self.dtype, name='readout')
 
-  def recurrent_step(self, carry: dict, prev_embedded: Array, memory: Memory):
+  def recurrent_step(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False,
+                     hard: bool = False):
     """The part of a step that feeds back: attend with s_{t-1}, then s_t = RNN(s_{t-1}, [y_{t-1}; c_t]).
 
     carry, prev_embedded [B, E] -> carry, (s_t [B, H], c_t [B, D_enc], weights [B, S]).
     """
-    context, weights, carry = self._attend(cell_output(carry['rnn']), carry, memory)
+    context, weights, carry = self._attend(cell_output(carry['rnn']), carry, memory, train=train, hard=hard)
     rnn_carry, state = self.rnn(carry['rnn'], jnp.concatenate([prev_embedded, context.astype(prev_embedded.dtype)],
                                                               -1))
     return {**carry, 'rnn': rnn_carry}, (state, context, weights)
@@ -143,9 +261,10 @@ class BahdanauCell(_CellBase):
     logits = self.output(self.dropout(readout, deterministic=not train))
     return logits.reshape(*inputs.shape[:-1], logits.shape[-1])
 
-  def __call__(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False):
-    """carry, prev_embedded [B, E] -> carry, (logits [B, V], weights [B, S])."""
-    carry, (state, context, weights) = self.recurrent_step(carry, prev_embedded, memory)
+  def __call__(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False,
+               hard: bool = False):
+    """carry, prev_embedded [B, E] -> carry, (logits [B, V], weights [B, S]). hard: step-by-step decoding."""
+    carry, (state, context, weights) = self.recurrent_step(carry, prev_embedded, memory, train=train, hard=hard)
     return carry, (self.readout_logits(state, context, prev_embedded, train), weights)
 
   def teacher_forced(self, carry: dict, embedded_BTE: Array, memory: Memory, *, train: bool = False):
@@ -155,8 +274,8 @@ class BahdanauCell(_CellBase):
     once on [B, T, .] after the scan: a few large matmuls instead of T small dependent ones inside the loop,
     forward and backward. Dropout sits in the same place as in `__call__` (on the readout, before `output`).
     """
-    _, (states_BTH, context_BTD, weights_BTS) = _scan_steps(lambda cell, c, x: cell.recurrent_step(c, x, memory),
-                                                            self, carry, embedded_BTE)
+    _, (states_BTH, context_BTD, weights_BTS) = _scan_steps(
+        lambda cell, c, x: cell.recurrent_step(c, x, memory, train=train), self, carry, embedded_BTE)
     return self.readout_logits(states_BTH, context_BTD, embedded_BTE, train), weights_BTS
 
 
@@ -176,13 +295,14 @@ class LuongCell(_CellBase):
   def rnn_step(self, rnn_carry, x: Array):
     return self.rnn(rnn_carry, x)
 
-  def __call__(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False):
-    """carry, prev_embedded [B, E] -> carry, (logits [B, V], weights [B, S])."""
+  def __call__(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False,
+               hard: bool = False):
+    """carry, prev_embedded [B, E] -> carry, (logits [B, V], weights [B, S]). hard: step-by-step decoding."""
     x = prev_embedded
     if self.input_feeding:
       x = jnp.concatenate([prev_embedded, carry['attentional']], -1)
     rnn_carry, state = self.rnn(carry['rnn'], x)
-    context, weights, carry = self._attend(state, carry, memory)
+    context, weights, carry = self._attend(state, carry, memory, train=train, hard=hard)
     attentional, logits = self._output(state, context, train)
     carry = {**carry, 'rnn': rnn_carry, 'attentional': attentional}
     return carry, (logits, weights)
@@ -190,15 +310,24 @@ class LuongCell(_CellBase):
   def teacher_forced(self, carry: dict, embedded_BTE: Array, memory: Memory, *, train: bool = False):
     """All target steps -> (logits [B, T, V], weights [B, T, S]).
 
-    Without input feeding (and with a scorer that carries no state from step to step) the RNN runs as one scan
-    and attention is computed for all T steps at once: queries [B, T, H] against the prepared keys.
+    Without input feeding (and with a scorer and weighting that carry no state from step to step, local_m's
+    step counter aside) the RNN runs as one scan and attention is computed for all T steps at once: queries
+    [B, T, H] against the prepared keys.
     """
-    if self.input_feeding or self.scorer_state:
+    if self.input_feeding or self.scorer_state or self.weighting == 'monotonic':
       _, outputs = _scan_steps(lambda cell, c, x: cell(c, x, memory, train=train), self, carry, embedded_BTE)
       return outputs
     _, states_BTH = _scan_steps(lambda cell, c, x: cell.rnn_step(c, x), self, carry['rnn'], embedded_BTE)
-    context_BTD, weights_BTS = self.attention.attend_prepared(states_BTH, memory.prepared, memory.values,
-                                                              memory.mask)
+    if self._plain_weighting:
+      context_BTD, weights_BTS = self.attention.attend_prepared(states_BTH, memory.prepared, memory.values,
+                                                                memory.mask)
+    else:
+      scores_BTS = self.attention.score_prepared(states_BTH, memory.prepared)
+      steps_BT = jnp.broadcast_to(jnp.arange(embedded_BTE.shape[1], dtype=jnp.float32), embedded_BTE.shape[:2])
+      weights_BTS = self.attention_weights(scores_BTS, states_BTH, memory.mask, {}, train=train, hard=False,
+                                           step=steps_BT)
+      context_BTD = attention_lib.context(weights_BTS, jnp.broadcast_to(
+          memory.values[:, None], (*weights_BTS.shape, memory.values.shape[-1])))
     _, logits = self._output(states_BTH, context_BTD, train)
     return logits, weights_BTS
 
@@ -213,7 +342,8 @@ class PlainCell(_CellBase):
   def prepare_memory(self, encoded: Array, mask: Array, summary: Array) -> Memory:
     return Memory(None, encoded, mask, summary)
 
-  def __call__(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False):
+  def __call__(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False,
+               hard: bool = False):
     """carry, prev_embedded [B, E] -> carry, (logits [B, V], weights [B, S] all zero)."""
     context = memory.summary.astype(prev_embedded.dtype)
     rnn_carry, state = self.rnn(carry['rnn'], jnp.concatenate([prev_embedded, context], -1))

@@ -28,6 +28,7 @@ from flax.core import FrozenDict
 from attention_jax import scoring
 from attention_jax.models.attention_decoder import AttentionDecoderModel
 from attention_jax.models.decoders import DECODERS
+from attention_jax.models.decoders import check_attention_choices
 from attention_jax.models.decoders import Memory
 from attention_jax.models.encoders import ENCODERS
 from attention_jax.models.encoders import make_encoder
@@ -45,7 +46,11 @@ class Seq2Seq(AttentionDecoderModel):
     encoder: 'gru' | 'lstm' | 'bigru' | 'bilstm' | 'transformer'.
     decoder: 'bahdanau' | 'luong' | 'none' (no-attention baseline).
     decoder_cell: 'gru' | 'lstm'.
-    scorer, scorer_options, weighting: the attention (see attention_jax.scoring / weighting).
+    scorer, scorer_options, weighting: the attention (see attention_jax.scoring / weighting); weighting may also
+      be 'monotonic' (Raffel et al. 2017; see attention_jax.models.decoders).
+    locality: 'global' | 'local_m' | 'local_p' (Luong et al. 2015 local attention), local_window: its D.
+    monotonic_noise, monotonic_bias_init: weighting='monotonic' only: the std of the pre-sigmoid training noise and
+      the initial value of the energy bias r.
     embed_dim: E, both embeddings.
     hidden_dim: H, encoder per-direction size and decoder size (Transformer width).
     encoder_layers: stacked encoder layers.
@@ -66,6 +71,10 @@ class Seq2Seq(AttentionDecoderModel):
   scorer: str = 'additive'
   scorer_options: Mapping[str, Any] = FrozenDict()
   weighting: str = 'softmax'
+  locality: str = 'global'
+  local_window: int = 10
+  monotonic_noise: float = 1.0
+  monotonic_bias_init: float = -4.0
   embed_dim: int = 64
   hidden_dim: int = 128
   encoder_layers: int = 1
@@ -86,7 +95,8 @@ class Seq2Seq(AttentionDecoderModel):
                                        attention_implementation=self.transformer_attention)
     options = dict(vocab_size=self.target_vocab_size, hidden_dim=self.hidden_dim, cell_type=self.decoder_cell,
                    scorer=self.scorer, weighting=self.weighting, scorer_options=self.scorer_options,
-                   dropout_rate=self.dropout_rate, dtype=self.dtype)
+                   locality=self.locality, local_window=self.local_window, monotonic_noise=self.monotonic_noise,
+                   monotonic_bias_init=self.monotonic_bias_init, dropout_rate=self.dropout_rate, dtype=self.dtype)
     if self.decoder == 'luong':
       options['input_feeding'] = self.input_feeding
     self.cell = DECODERS[self.decoder](**options)
@@ -114,7 +124,8 @@ def build_model(model_config: Mapping[str, Any], *, source_vocab_size: int, targ
   `max_source_length` there unless the config sets it.
 
   Raises:
-    ValueError: unknown field, encoder, decoder, cell or scorer (the message lists the valid choices).
+    ValueError: unknown field, encoder, decoder, cell, scorer, weighting or locality, or a combination the decoders
+      cannot run (the message lists the valid choices).
   """
   config = dict(model_config.to_dict() if hasattr(model_config, 'to_dict') else model_config)
   unknown = sorted(set(config) - set(MODEL_FIELDS))
@@ -129,6 +140,9 @@ def build_model(model_config: Mapping[str, Any], *, source_vocab_size: int, targ
   if config.get('transformer_attention', 'vmap') not in MULTI_HEAD_IMPLEMENTATIONS:
     raise ValueError(f'Unknown transformer_attention {config["transformer_attention"]!r}. Valid: '
                      f'{", ".join(MULTI_HEAD_IMPLEMENTATIONS)}.')
+  check_attention_choices(config.get('decoder', 'bahdanau'), config.get('weighting', 'softmax'),
+                          config.get('locality', 'global'), config.get('local_window', 10),
+                          config.get('monotonic_noise', 1.0))
   scorer = config.get('scorer', 'additive')
   options = scoring.with_source_length(scorer, config.get('scorer_options') or {}, max_source_length)
   scoring.check_options(scorer, options)

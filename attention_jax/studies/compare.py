@@ -2,7 +2,8 @@
 
     run_comparison(config, workdir)
 
-config.compare.variants is a list of {'name': ..., **model overrides} applied on top of config.model. For each
+config.compare.variants is a list of {'name': ..., **model overrides, 'train.<field>': ...} applied on top of the
+config (model fields by name, training options such as 'train.guided_alignment_weight' with their group). For each
 variant, all config.compare.seeds train together in one compiled step on the same batches: the one training loop
 (training/loop.py) over a state whose leaves carry a leading seed axis (training/seeds.py), run by a Runner with
 `vmap_seeds=True`. Each finished variant leaves workdir/runs/<name>/result.json and is skipped when the sweep is
@@ -35,7 +36,8 @@ from attention_jax.training.sequence_losses import summarize_sequence_metrics
 
 
 def variant_config(config, variant: dict):
-  """config with the variant's model overrides applied (unknown fields fail like any config typo).
+  """config with the variant's overrides applied: model fields by name, training options as 'train.<field>'
+  (unknown fields fail like any config typo).
 
   The shared config.model.scorer_options (e.g. {'hidden_dim': 64}) apply to the variants whose scorer takes
   them, so one sweep can set the size of every parameterised scorer; a variant's own scorer_options win.
@@ -45,9 +47,16 @@ def variant_config(config, variant: dict):
     for key, value in variant.items():
       if key == 'name':
         continue
+      if key.startswith('train.'):         # a training option (e.g. 'train.guided_alignment_weight': 0.1)
+        field = key[len('train.'):]
+        if field not in merged.train:
+          raise ValueError(f'Variant {variant.get("name")!r} sets unknown train field {field!r}. Valid fields: '
+                           f'{", ".join(sorted(merged.train.keys()))}.')
+        merged.train[field] = value
+        continue
       if key not in merged.model:
         raise ValueError(f'Variant {variant.get("name")!r} sets unknown model field {key!r}. Valid fields: '
-                         f'{", ".join(sorted(merged.model.keys()))}.')
+                         f'{", ".join(sorted(merged.model.keys()))} (or train.<field> for a training option).')
       merged.model[key] = value
     if 'scorer_options' not in variant:
       accepted = scoring.get(merged.model.scorer).options
@@ -81,6 +90,7 @@ def train_variant(config, task, variant: dict, run_dir: str) -> dict:
   """Trains every seed of one variant together, evaluates each seed, returns the variant's record."""
   started = time.perf_counter()
   cfg = variant_config(config, variant)
+  translation.check_task_supports(cfg, task)
   model = build_model(cfg.model, source_vocab_size=task.source_tokenizer.vocab_size,
                       target_vocab_size=task.target_tokenizer.vocab_size, max_source_length=task.max_source_length)
   seed_list = [int(s) for s in config.compare.seeds]

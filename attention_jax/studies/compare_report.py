@@ -21,7 +21,8 @@ import numpy as np  # noqa: E402
 from attention_jax import platform_info  # noqa: E402
 from attention_jax.metrics.translation import translation_signatures  # noqa: E402
 
-REPORT_METRICS = ('bleu', 'chrf', 'exact_match', 'token_accuracy', 'loss', 'perplexity', 'aer', 'argmax_accuracy')
+REPORT_METRICS = ('bleu', 'chrf', 'exact_match', 'token_accuracy', 'loss', 'perplexity', 'aer', 'argmax_accuracy',
+                  'dropped_units', 'extra_units')
 BY_LENGTH_METRICS = ('bleu', 'exact_match')
 EXPECTATIONS = ('tie', 'a_ahead', 'b_ahead')
 

@@ -27,6 +27,7 @@ from attention_jax.special_tokens import PAD_ID
 from attention_jax.tasks import translation_eval
 from attention_jax.tasks import translation_report
 from attention_jax.training import loop
+from attention_jax.training import attention_losses
 from attention_jax.training import parallel
 from attention_jax.training import steps
 from attention_jax.training.config import check_integer_fields, distributed_defaults, train_defaults
@@ -50,7 +51,11 @@ def default_config(dataset: str = 'date') -> ml_collections.ConfigDict:
   config.model.decoder_cell = 'gru'      # gru | lstm
   config.model.scorer = 'additive'       # any name in attention_jax.scoring.names()
   config.model.scorer_options = {}       # e.g. {'hidden_dim': 64}; see attention_jax.scoring
-  config.model.weighting = 'softmax'     # softmax | sparsemax | entmax15 (attention_jax.weighting)
+  config.model.weighting = 'softmax'     # softmax | sparsemax | entmax15 | monotonic (Raffel et al. 2017)
+  config.model.locality = 'global'       # global | local_m | local_p (Luong et al. 2015 local attention)
+  config.model.local_window = 10         # local attention's D: the window [p_t - D, p_t + D], sigma = D / 2
+  config.model.monotonic_noise = 1.0     # monotonic: std of the pre-sigmoid noise in training (0 = none)
+  config.model.monotonic_bias_init = -4.0   # monotonic: initial energy bias r
   config.model.embed_dim = 32
   config.model.hidden_dim = 64           # encoder per direction and decoder size
   config.model.encoder_layers = 1
@@ -64,12 +69,15 @@ def default_config(dataset: str = 'date') -> ml_collections.ConfigDict:
   config.train = train_defaults()
   config.train.batch_type = 'sentences'  # sentences (batch_size each) | tokens (batch_tokens padded tokens each)
   config.train.batch_tokens = 0          # batch_type 'tokens': global padded tokens per batch (max(S_b, T_b) each)
+  config.train.coverage_loss_weight = 0.0       # lambda of See et al.'s coverage loss sum_i min(a_t,i, c_t,i)
+  config.train.guided_alignment_weight = 0.0    # lambda of the cross-entropy to the gold links (datasets with them)
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 256
   config.eval.max_examples = 0           # 0 = the whole split
   config.eval.beam_size = 1              # 1 = greedy; > 1: the test report scores greedy and this beam
   config.eval.length_penalty = 0.6       # GNMT alpha for beam search
+  config.eval.coverage_penalty = 0.0     # GNMT beta for beam search: beta * sum_i log(min(sum_t a_t,i, 1))
   config.eval.num_heatmaps = 4           # attention heatmaps saved at the end
   config.eval.num_examples = 8           # example translations in the test report
   config.eval.length_buckets = tuple(config.data.bucket_boundaries)   # test scores by source length (tokens
@@ -99,6 +107,13 @@ def validate_config(config) -> None:
   if config.train.batch_type == 'tokens' and not config.train.batch_tokens:
     raise ValueError("config.train.batch_type='tokens' needs config.train.batch_tokens > 0 (padded tokens a batch).")
   batching.check_boundaries(tuple(config.data.bucket_boundaries), 'config.data.bucket_boundaries')
+  for field in ('coverage_loss_weight', 'guided_alignment_weight'):
+    if config.train.get(field, 0.0) < 0:
+      raise ValueError(f'config.train.{field}={config.train[field]} must be >= 0 (0 disables it).')
+    if config.train.get(field, 0.0) and config.model.decoder == 'none':
+      raise ValueError(f"config.train.{field} is a loss on the attention weights; decoder='none' has none.")
+  if config.eval.get('coverage_penalty', 0.0) < 0:
+    raise ValueError(f'config.eval.coverage_penalty={config.eval.coverage_penalty} must be >= 0 (0 disables it).')
   # Builds (does not initialise) the model: unknown encoder/decoder/scorer names fail here with the valid ones.
   build_model(config.model, source_vocab_size=8, target_vocab_size=8, max_source_length=8)
   parallel.check_batch_size(config.train.parallel, int(config.eval.batch_size), field='eval.batch_size')
@@ -122,15 +137,35 @@ def initial_state(config, task, model) -> steps.TrainState:
   return steps.create_train_state(model, steps.make_optimizer(config.train), config.seed, source, target)
 
 
-def sequence_loss(params, batch: dict, rng, *, train: bool, model, label_smoothing: float = 0.0):
-  """Token cross-entropy of teacher forcing on {'source' [B, S], 'target_in' [B, T], 'target_out' [B, T]}:
-  (sum over non-PAD target tokens, their number, metric sums) -- a steps.train_step loss."""
-  logits, _ = model.apply({'params': params}, batch['source'], batch['target_in'], train=train,
-                          rngs={'dropout': rng})
+def check_task_supports(config, task) -> None:
+  """Raises ValueError when the config asks for something the built dataset lacks (gold alignments)."""
+  if config.train.get('guided_alignment_weight', 0.0) and not task.has_alignments:
+    raise ValueError(f'config.train.guided_alignment_weight needs gold alignments; dataset {config.data.name!r} '
+                     'has none (datasets with them: the synthetic tasks and bible_en_es).')
+
+
+def sequence_loss(params, batch: dict, rng, *, train: bool, model, label_smoothing: float = 0.0,
+                  coverage_loss_weight: float = 0.0, guided_alignment_weight: float = 0.0):
+  """Token cross-entropy of teacher forcing on {'source' [B, S], 'target_in' [B, T], 'target_out' [B, T]}, plus
+  lambda times the coverage loss and the guided-alignment loss (on batch['alignment'] [B, T, S]) when their weights
+  are set: (sum over non-PAD target tokens, their number, metric sums) -- a steps.train_step loss.
+
+  The metric 'loss_sum' stays the cross-entropy alone (perplexity); the attention losses are reported as
+  'coverage_loss_sum' and 'alignment_loss_sum' (with 'aligned_count', the target tokens with gold links)."""
+  logits, attention_BTS = model.apply({'params': params}, batch['source'], batch['target_in'], train=train,
+                                      rngs={'dropout': rng})
   losses = token_losses(logits, batch['target_out'], label_smoothing)
   metrics = sequence_metric_sums(logits, batch['target_out'], losses)
-  weights = (batch['target_out'] != PAD_ID).astype(jnp.float32)
-  return jnp.sum(losses * weights), metrics['token_count'], metrics
+  target_mask = batch['target_out'] != PAD_ID
+  objective = jnp.sum(losses * target_mask.astype(jnp.float32))
+  if coverage_loss_weight:
+    metrics['coverage_loss_sum'] = attention_losses.coverage_loss_sum(attention_BTS, target_mask)
+    objective = objective + coverage_loss_weight * metrics['coverage_loss_sum']
+  if guided_alignment_weight:
+    metrics['alignment_loss_sum'], metrics['aligned_count'] = attention_losses.guided_alignment_loss_sum(
+        attention_BTS, batch['alignment'], target_mask)
+    objective = objective + guided_alignment_weight * metrics['alignment_loss_sum']
+  return objective, metrics['token_count'], metrics
 
 
 def sequence_eval(params, batch: dict, *, model):
@@ -141,7 +176,9 @@ def sequence_eval(params, batch: dict, *, model):
 
 def make_runner(config, model, *, mode: str | None = None, vmap_seeds: bool = False) -> parallel.Runner:
   """A runner of the translation loss and evaluation in `mode` (default: config.train.parallel)."""
-  loss_fn = functools.partial(sequence_loss, model=model, label_smoothing=float(config.train.label_smoothing))
+  loss_fn = functools.partial(sequence_loss, model=model, label_smoothing=float(config.train.label_smoothing),
+                              coverage_loss_weight=float(config.train.get('coverage_loss_weight', 0.0)),
+                              guided_alignment_weight=float(config.train.get('guided_alignment_weight', 0.0)))
   return parallel.Runner(mode or config.train.parallel, functools.partial(steps.train_step, loss_fn=loss_fn),
                          functools.partial(steps.eval_step, eval_fn=functools.partial(sequence_eval, model=model)),
                          vmap_seeds=vmap_seeds)
@@ -163,6 +200,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
   task, model = build(config)
+  check_task_supports(config, task)
   if is_chief:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))

@@ -18,7 +18,7 @@ from attention_jax import visualization
 from attention_jax.data import CharTokenizer
 from attention_jax.metrics.alignment import alignment_counts, alignment_summary
 from attention_jax.metrics.rouge import rouge_scores
-from attention_jax.metrics.translation import translation_scores
+from attention_jax.metrics.translation import dropped_and_extra_units, translation_scores
 from attention_jax.special_tokens import EOS_ID, PAD_ID
 from attention_jax.training.sequence_losses import summarize_sequence_metrics
 
@@ -26,7 +26,8 @@ from attention_jax.training.sequence_losses import summarize_sequence_metrics
 def decode_batch(model, params, source: np.ndarray, eval_config, max_length: int) -> tuple[np.ndarray, np.ndarray]:
   """The config's decoding (greedy for beam_size <= 1, else beam search) -> (tokens [B, T], attention [B, T, S])."""
   return decoding.decode(model, params, source, max_length=max_length, beam_size=int(eval_config.beam_size),
-                         length_penalty=float(eval_config.length_penalty))
+                         length_penalty=float(eval_config.length_penalty),
+                         coverage_penalty=float(eval_config.get('coverage_penalty', 0.0)))
 
 
 def decode_split(model, params, task, split: str, eval_config) -> list[str]:
@@ -82,9 +83,11 @@ def scores_by_length(hypotheses, references, source_lengths, edges, *, tokenize:
 
 def decoded_scores(task, split: str, hypotheses, references, eval_config, length_buckets=None) -> dict[str, float]:
   """BLEU, chrF and exact match of decoded texts of `split` (words: sacrebleu '13a'; character tasks: 'char'),
-  with `length_buckets` also per source-length bucket, and ROUGE-1/2/L F1 when eval_config.rouge."""
+  the rates of dropped and extra units against the references (words or characters), with `length_buckets` also
+  per source-length bucket, and ROUGE-1/2/L F1 when eval_config.rouge."""
   tokenize = 'char' if isinstance(task.target_tokenizer, CharTokenizer) else '13a'
   results = translation_scores(hypotheses, references, tokenize=tokenize)
+  results.update(dropped_and_extra_units(hypotheses, references, unit='char' if tokenize == 'char' else 'word'))
   if length_buckets:
     source_lengths = task.lengths(split)[0][:len(hypotheses)]
     results.update(scores_by_length(hypotheses, references, source_lengths, length_buckets, tokenize=tokenize))

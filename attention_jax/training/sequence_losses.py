@@ -72,4 +72,8 @@ def summarize_sequence_metrics(metric_sums: dict[str, Any]) -> dict[str, float]:
          'token_accuracy': float(metric_sums['correct_count']) / tokens}
   if 'sequence_count' in metric_sums:
     out['sequence_accuracy'] = float(metric_sums['sequence_correct']) / max(float(metric_sums['sequence_count']), 1.0)
+  if 'coverage_loss_sum' in metric_sums:       # attention losses (training/attention_losses), per target token
+    out['coverage_loss'] = float(metric_sums['coverage_loss_sum']) / tokens
+  if 'alignment_loss_sum' in metric_sums:      # per target token with gold links
+    out['alignment_loss'] = float(metric_sums['alignment_loss_sum']) / max(float(metric_sums['aligned_count']), 1.0)
   return out

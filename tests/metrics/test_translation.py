@@ -3,7 +3,7 @@
 import pytest
 import sacrebleu
 
-from attention_jax.metrics.translation import translation_scores, translation_signatures
+from attention_jax.metrics.translation import dropped_and_extra_units, translation_scores, translation_signatures
 
 
 def test_exact_match_is_the_fraction_of_identical_strings():
@@ -47,3 +47,14 @@ def test_signatures_name_the_tokenizer_and_one_reference():
   signatures = translation_signatures(tokenize='char')
   assert signatures['bleu'].startswith('nrefs:1|') and '|tok:char|' in signatures['bleu']
   assert signatures['chrf'].startswith('nrefs:1|') and '|nc:6|' in signatures['chrf']
+
+
+def test_dropped_and_extra_units_count_multiset_differences():
+  # "the cat sat" vs "the the cat": 'sat' dropped, one 'the' extra; second pair identical.
+  got = dropped_and_extra_units(['the the cat', 'a b'], ['the cat sat', 'a b'], unit='word')
+  assert got == {'dropped_units': 1 / 5, 'extra_units': 1 / 5}
+  got = dropped_and_extra_units(['aab c'], ['abcd'], unit='char')      # spaces are not units
+  assert got == {'dropped_units': 1 / 4, 'extra_units': 1 / 4}
+  assert dropped_and_extra_units(['x y'], ['y x'], unit='word') == {'dropped_units': 0.0, 'extra_units': 0.0}
+  with pytest.raises(ValueError, match='Valid units: word, char'):
+    dropped_and_extra_units(['a'], ['a'], unit='piece')

@@ -119,6 +119,11 @@ def test_bad_variants_fail_clearly(tmp_path):
   config = tiny_compare_config(str(tmp_path))
   with pytest.raises(ValueError, match="sets unknown model field 'scorrer'"):
     compare.variant_config(config, {'name': 'x', 'scorrer': 'dot'})
+  with pytest.raises(ValueError, match="sets unknown train field 'guided_weight'"):
+    compare.variant_config(config, {'name': 'x', 'train.guided_weight': 0.1})
+  merged = compare.variant_config(config, {'name': 'x', 'locality': 'local_p', 'train.guided_alignment_weight': 0.3})
+  assert merged.model.locality == 'local_p' and merged.train.guided_alignment_weight == 0.3
+  assert config.train.guided_alignment_weight == 0.0          # the shared config is untouched
   config.compare.only = 'dot,nope'
   with pytest.raises(ValueError, match=r"unknown variants \['nope'\]"):
     compare.run_comparison(config, str(tmp_path / 'w'))

@@ -14,7 +14,8 @@ from attention_jax.studies import compare
 from attention_jax.studies import compare_report
 from attention_jax.tasks import translation
 from attention_jax.tasks import translation_eval
-from configs import bible_en_es_cpu, compare_messages_cpu, messages_en_fr_cpu
+from attention_jax.training.metrics_writer import read_metrics
+from configs import bible_en_es_cpu, bible_en_es_cpu_guided, compare_messages_cpu, messages_en_fr_cpu
 from experiments.train import copy_small_outputs
 from tests.data.test_bible import fake_verses, write_ztext_module
 from tests.data.test_messages import write_mo
@@ -84,8 +85,9 @@ def test_messages_cpu_config_reports_greedy_and_beam_by_length(messages_dir, tmp
   assert not any(p.startswith(('checkpoints', 'best', 'tensorboard', 'vocab')) for p in copied), copied
 
 
-def test_bible_cpu_config_reports_alignment_and_gold_heatmaps(bible_dir, tmp_path):
-  config = shrink(bible_en_es_cpu.get_config(), bible_dir, vocab_size=80)
+@pytest.mark.parametrize('config_module', [bible_en_es_cpu, bible_en_es_cpu_guided])
+def test_bible_cpu_config_reports_alignment_and_gold_heatmaps(bible_dir, tmp_path, config_module):
+  config = shrink(config_module.get_config(), bible_dir, vocab_size=80)
   config.eval.length_buckets = (8, 12)
   workdir = str(tmp_path / 'run')
   results = translation.train_and_evaluate(config, workdir)
@@ -96,6 +98,9 @@ def test_bible_cpu_config_reports_alignment_and_gold_heatmaps(bible_dir, tmp_pat
   with open(os.path.join(workdir, 'test_results.json')) as f:
     saved = json.load(f)
   assert saved['aer'] == results['aer'] and 'bleu' in saved['signatures']
+  train_records = [r for r in read_metrics(workdir) if r['split'] == 'train']
+  guided = bool(config.train.guided_alignment_weight)
+  assert all(('alignment_loss' in r) == guided for r in train_records) and train_records
 
 
 def test_scores_by_length_equal_sacrebleu_on_each_bucket():
