@@ -146,8 +146,8 @@ def test_contrasts_call_differences_inside_the_spread_ties():
 def test_compare_messages_cpu_config_runs_and_reports_findings(messages_dir, tmp_path):
   config = shrink(compare_messages_cpu.get_config(), messages_dir)
   config.compare.seeds = (0, 1)
-  config.compare.only = 'no_attention,luong_general_no_feed'
-  assert len(config.compare.variants) == 7 and len(config.compare.contrasts) == 6
+  config.compare.only = 'no_attention,luong_local_p_general'
+  assert len(config.compare.variants) == 8 and len(config.compare.contrasts) == 7
   report_path = compare.run_comparison(config, str(tmp_path / 'sweep'), 'python -m experiments.compare ...')
   with open(report_path) as f:
     report = f.read()
