@@ -1,8 +1,5 @@
-"""Bible En->Es on tiny fake SWORD modules written here: OSIS parsing, Strong's alignments, splits, the task."""
-
-import os
-import struct
-import zlib
+"""Bible En->Es on tiny fake SWORD modules (tests/helpers/fake_data.py): OSIS parsing, Strong's alignments, splits,
+the task."""
 
 import numpy as np
 import pytest
@@ -12,15 +9,7 @@ from attention_jax.data import alignments
 from attention_jax.data import bible
 from attention_jax.data import translation
 from attention_jax.data import translation_task
-
-GEN_1_1_EN = ('In the <w lemma="strong:H7225">beginning</w> <w lemma="strong:H0430">God</w> '
-              '<w lemma="strong:H1254">created</w> the <w lemma="strong:H8064">heaven</w> '
-              '<w lemma="strong:H0853 strong:H0776">and</w> the <w lemma="strong:H0776">earth</w>.'
-              '<note placement="foot"><reference type="annotateRef">1.1 </reference>Heb. note</note> ')
-GEN_1_1_ES = ('<w lemma="strong:H7225">EN el principio</w> <w lemma="strong:H1254">crió</w> '
-              '<w lemma="strong:H0430">Dios</w> <w lemma="strong:H8064">los cielos</w> '
-              '<w lemma="strong:H0776">y la tierra</w>. ')
-
+from tests.helpers.fake_data import GEN_1_1_EN, GEN_1_1_ES, fake_verses, write_fake_bible
 
 def test_parse_osis_words_and_numbers():
   words, numbers = bible.parse_osis(GEN_1_1_EN)
@@ -42,60 +31,10 @@ def test_word_alignment_links_shared_numbers():
   assert bible.verse_example('Gen.1.1', GEN_1_1_EN, '') is None          # an empty side is skipped
 
 
-def write_ztext_module(directory, verses):
-  """A SWORD ztext module (one zlib block per testament) with the given {(book, chapter, verse): OSIS text}."""
-  from pysword.books import BibleStructure
-  structure = BibleStructure('kjv')
-  by_testament = {}
-  for (book, chapter, verse), text in verses.items():
-    [(testament, [index])] = structure.ref_to_indicies(books=[book], chapters=[chapter], verses=[verse]).items()
-    by_testament.setdefault(testament, {})[index] = text.encode('utf-8')
-  os.makedirs(directory, exist_ok=True)
-  for testament, texts in by_testament.items():
-    block, records = b'', []
-    for index in range(max(texts) + 1):
-      text = texts.get(index, b'')
-      records.append(struct.pack('<IIH', 0, len(block), len(text)))
-      block += text
-    compressed = zlib.compress(block)
-    with open(os.path.join(directory, f'{testament}.bzz'), 'wb') as f:
-      f.write(compressed)
-    with open(os.path.join(directory, f'{testament}.bzs'), 'wb') as f:
-      f.write(struct.pack('<III', 0, len(compressed), len(block)))
-    with open(os.path.join(directory, f'{testament}.bzv'), 'wb') as f:
-      f.write(b''.join(records))
-
-
-CHAPTERS = (('Gen', (1, 2, 18)), ('Ruth', (1, 4)))
-NAMES_EN = ['Adam', 'Seth', 'Enos', 'Cainan', 'Jared', 'Enoch', 'Noah', 'Shem']
-NAMES_ES = ['Adán', 'Set', 'Enós', 'Cainán', 'Jared', 'Enoc', 'Noé', 'Sem']
-
-
-def fake_verses():
-  """Verses 1-20 of Genesis 1, 2, 18 and Ruth 1, 4 (chapters of all three splits): generated sentences with
-  Strong's numbers on the names and the verb."""
-  verses = {('Gen', 1, 1): GEN_1_1_EN}, {('Gen', 1, 1): GEN_1_1_ES}
-  rng = np.random.default_rng(0)
-  for book, chapters in CHAPTERS:
-    for chapter in chapters:
-      for verse in range(1 + (chapter == 1 and book == 'Gen'), 21):
-        a, b = rng.choice(len(NAMES_EN), 2, replace=False)
-        verses[0][(book, chapter, verse)] = (
-            f'And <w lemma="strong:H{100 + a}">{NAMES_EN[a]}</w> <w lemma="strong:H3205">begat</w> '
-            f'<w lemma="strong:H{100 + b}">{NAMES_EN[b]}</w>.')
-        verses[1][(book, chapter, verse)] = (
-            f'Y <w lemma="strong:H{100 + a}">{NAMES_ES[a]}</w> <w lemma="strong:H3205">engendró</w> '
-            f'á <w lemma="strong:H{100 + b}">{NAMES_ES[b]}</w>.')
-  return verses
-
-
 @pytest.fixture(scope='module')
 def modules(tmp_path_factory):
-  root = tmp_path_factory.mktemp('sword')
-  english, spanish = fake_verses()
-  write_ztext_module(str(root / 'en'), english)
-  write_ztext_module(str(root / 'es'), spanish)
-  return str(root / 'en'), str(root / 'es'), english
+  english_dir, spanish_dir = write_fake_bible(str(tmp_path_factory.mktemp('sword')))
+  return english_dir, spanish_dir, fake_verses()[0]
 
 
 def test_sword_reader_walks_the_fake_modules_with_pysword(modules):

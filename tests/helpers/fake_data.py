@@ -2,6 +2,8 @@
 
 import gzip
 import os
+import struct
+import zlib
 
 import numpy as np
 
@@ -56,3 +58,68 @@ def fake_message_catalog(pairs: int, max_words: int) -> dict[str, str]:
     idx = rng.integers(0, len(words_en), rng.integers(2, max_words))
     catalog[' '.join(words_en[i] for i in idx).capitalize()] = ' '.join(words_fr[i] for i in idx).capitalize()
   return catalog
+
+
+# --- the Bible: two SWORD ztext modules (KJV / RV1909 layout) with Strong's-number markup ------------------------
+GEN_1_1_EN = ('In the <w lemma="strong:H7225">beginning</w> <w lemma="strong:H0430">God</w> '
+              '<w lemma="strong:H1254">created</w> the <w lemma="strong:H8064">heaven</w> '
+              '<w lemma="strong:H0853 strong:H0776">and</w> the <w lemma="strong:H0776">earth</w>.'
+              '<note placement="foot"><reference type="annotateRef">1.1 </reference>Heb. note</note> ')
+GEN_1_1_ES = ('<w lemma="strong:H7225">EN el principio</w> <w lemma="strong:H1254">crió</w> '
+              '<w lemma="strong:H0430">Dios</w> <w lemma="strong:H8064">los cielos</w> '
+              '<w lemma="strong:H0776">y la tierra</w>. ')
+
+
+def write_ztext_module(directory, verses):
+  """A SWORD ztext module (one zlib block per testament) with the given {(book, chapter, verse): OSIS text}."""
+  from pysword.books import BibleStructure
+  structure = BibleStructure('kjv')
+  by_testament = {}
+  for (book, chapter, verse), text in verses.items():
+    [(testament, [index])] = structure.ref_to_indicies(books=[book], chapters=[chapter], verses=[verse]).items()
+    by_testament.setdefault(testament, {})[index] = text.encode('utf-8')
+  os.makedirs(directory, exist_ok=True)
+  for testament, texts in by_testament.items():
+    block, records = b'', []
+    for index in range(max(texts) + 1):
+      text = texts.get(index, b'')
+      records.append(struct.pack('<IIH', 0, len(block), len(text)))
+      block += text
+    compressed = zlib.compress(block)
+    with open(os.path.join(directory, f'{testament}.bzz'), 'wb') as f:
+      f.write(compressed)
+    with open(os.path.join(directory, f'{testament}.bzs'), 'wb') as f:
+      f.write(struct.pack('<III', 0, len(compressed), len(block)))
+    with open(os.path.join(directory, f'{testament}.bzv'), 'wb') as f:
+      f.write(b''.join(records))
+
+
+CHAPTERS = (('Gen', (1, 2, 18)), ('Ruth', (1, 4)))
+NAMES_EN = ['Adam', 'Seth', 'Enos', 'Cainan', 'Jared', 'Enoch', 'Noah', 'Shem']
+NAMES_ES = ['Adán', 'Set', 'Enós', 'Cainán', 'Jared', 'Enoc', 'Noé', 'Sem']
+
+
+def fake_verses():
+  """Verses 1-20 of Genesis 1, 2, 18 and Ruth 1, 4 (chapters of all three splits): generated sentences with
+  Strong's numbers on the names and the verb."""
+  verses = {('Gen', 1, 1): GEN_1_1_EN}, {('Gen', 1, 1): GEN_1_1_ES}
+  rng = np.random.default_rng(0)
+  for book, chapters in CHAPTERS:
+    for chapter in chapters:
+      for verse in range(1 + (chapter == 1 and book == 'Gen'), 21):
+        a, b = rng.choice(len(NAMES_EN), 2, replace=False)
+        verses[0][(book, chapter, verse)] = (
+            f'And <w lemma="strong:H{100 + a}">{NAMES_EN[a]}</w> <w lemma="strong:H3205">begat</w> '
+            f'<w lemma="strong:H{100 + b}">{NAMES_EN[b]}</w>.')
+        verses[1][(book, chapter, verse)] = (
+            f'Y <w lemma="strong:H{100 + a}">{NAMES_ES[a]}</w> <w lemma="strong:H3205">engendró</w> '
+            f'á <w lemma="strong:H{100 + b}">{NAMES_ES[b]}</w>.')
+  return verses
+
+
+def write_fake_bible(root):
+  """The English and Spanish fake modules of `fake_verses` under root/en and root/es; returns their two paths."""
+  english, spanish = fake_verses()
+  write_ztext_module(os.path.join(root, 'en'), english)
+  write_ztext_module(os.path.join(root, 'es'), spanish)
+  return os.path.join(root, 'en'), os.path.join(root, 'es')

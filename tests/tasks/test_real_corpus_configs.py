@@ -17,9 +17,8 @@ from attention_jax.tasks import translation_eval
 from attention_jax.training.metrics_writer import read_metrics
 from configs import bible_en_es_cpu, bible_en_es_cpu_guided, compare_messages_cpu, messages_en_fr_cpu
 from experiments.train import copy_small_outputs
-from tests.data.test_bible import fake_verses, write_ztext_module
 from tests.data.test_messages import write_mo
-from tests.helpers.fake_data import fake_message_catalog
+from tests.helpers.fake_data import fake_message_catalog, write_fake_bible
 
 pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 
@@ -36,11 +35,9 @@ def messages_dir(tmp_path_factory):
 @pytest.fixture(scope='module')
 def bible_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp('bible')
-  english, spanish = fake_verses()
-  write_ztext_module(str(root / 'en'), english)
-  write_ztext_module(str(root / 'es'), spanish)
+  english_dir, spanish_dir = write_fake_bible(str(root))
   data_dir = str(root / 'data')
-  bible.builder(data_dir, lambda: bible.sword_verses(str(root / 'en'), str(root / 'es'),
+  bible.builder(data_dir, lambda: bible.sword_verses(english_dir, spanish_dir,
                                                      books=['Gen', 'Ruth'])).download_and_prepare()
   return data_dir
 
