@@ -139,3 +139,12 @@ def test_hard_monotonic_weights_match_the_test_time_rule():
 def test_monotonic_is_a_decoder_weighting_only():
   with pytest.raises(ValueError, match="'monotonic' depends on the previous step's weights"):
     weighting.get('monotonic')
+
+
+def test_recursive_monotonic_gradients_stay_finite_when_p_saturates():
+  """With p near 1 the parallel form divides by cumulative products at the log-space floor and its gradient
+  overflows float32; the recursion (what the decoders use) keeps every quantity in [0, 1]."""
+  prev = jnp.zeros(12).at[0].set(1.0)
+  loss = lambda e: jnp.sum(weighting.monotonic_weights(jax.nn.sigmoid(e), prev, 'recursive') * jnp.arange(12.0))
+  grads = jax.grad(loss)(jnp.full((12,), 14.0))
+  assert np.all(np.isfinite(grads))

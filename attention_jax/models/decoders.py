@@ -189,7 +189,9 @@ class _CellBase(nn.Module):
     previous = weighting_state['prev_weights']
     if hard:
       return weighting_lib.hard_monotonic_weights(p_choose, previous)
-    return weighting_lib.monotonic_weights(p_choose, previous, mode='parallel')
+    # The recursion, not the parallel cumprod form: once p saturates near 1 the parallel form divides by
+    # cumulative products at the log-space floor (~1e-35), and its gradient (1 / C^2) overflows float32.
+    return weighting_lib.monotonic_weights(p_choose, previous, mode='recursive')
 
   def prepare_memory(self, encoded: Array, mask: Array, summary: Array) -> Memory:
     """encoded [B, S, D_enc], mask [B, S], summary [B, D_sum] -> Memory (key-side work done once)."""

@@ -147,6 +147,10 @@ def test_monotonic_attention_at_its_limits(bias, want):
     expected[..., 0] = 1.0
   np.testing.assert_allclose(soft, expected, atol=1e-6)
   np.testing.assert_array_equal(hard, expected)
+  # Saturated selection probabilities still give finite gradients (training noise included).
+  loss = lambda params: jnp.sum(model.apply({'params': params}, SOURCE, TARGET_IN, train=True,
+                                            rngs={'dropout': jax.random.key(0)})[0])
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(jax.grad(loss)(variables['params'])))
 
 
 @pytest.mark.parametrize('options, message', [
