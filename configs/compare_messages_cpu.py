@@ -1,17 +1,18 @@
 """Scorer comparison on English -> French software messages, sized for 2 CPU cores: no attention; Luong decoder
-with dot, general, concat, location; Luong general without input feeding; Bahdanau with additive. 3 seeds per
-variant trained together (vmapped), the same batches for all, the same budget for all (not tuned per variant).
+with dot, general, concat, location; Luong general without input feeding; Luong local-p general; Bahdanau with
+additive. 3 seeds per variant trained together (vmapped), the same batches for all, the same budget for all (not
+tuned per variant).
 
     python -m experiments.prepare_data --dataset=messages_en_fr --data_dir=data     # once, ~15 s (apt-get download)
     python -m experiments.compare --config=configs/compare_messages_cpu.py --workdir=results/compare_messages_cpu
 
 The model is the messages_en_fr one at half width (BiLSTM 128 encoder, LSTM 128 decoder, embeddings 128) over
 a 2,000-piece SentencePiece vocabulary, trained 900 batches of 128 (~3 epochs) at a higher learning rate.
-Measured: 85 min for the whole sweep on 2 AMD EPYC cores (9.5-14.7 min a variant). Test BLEU over 3 seeds from
-6.7 (no attention) and 9.2 (location) to 17.3-17.8 (Luong dot, general, concat, general without input feeding:
-tied within the seed spreads) and 14.8 (Bahdanau additive). The findings against Luong et al. 2015 and Bahdanau
-et al. 2015: the committed report, results/compare_messages_cpu/report.md. On several devices (a Colab TPU) the seed axis is
-spread over the device mesh (parallel.Runner, mode 'sharded').
+Measured: 94.5 min for the whole sweep on 2 AMD EPYC cores (9.5-14.7 min a variant). Test BLEU over 3 seeds
+from 6.7 (no attention), 8.0 (local-p general) and 9.2 (location) to 17.3-17.8 (Luong dot, general, concat,
+general without input feeding: tied within the seed spreads) and 14.8 (Bahdanau additive). The findings against
+Luong et al. 2015 and Bahdanau et al. 2015: the committed report, results/compare_messages_cpu/report.md. On
+several devices (a Colab TPU) the seed axis is spread over the device mesh (parallel.Runner, mode 'sharded').
 """
 
 import ml_collections
