@@ -148,3 +148,17 @@ def test_recursive_monotonic_gradients_stay_finite_when_p_saturates():
   loss = lambda e: jnp.sum(weighting.monotonic_weights(jax.nn.sigmoid(e), prev, 'recursive') * jnp.arange(12.0))
   grads = jax.grad(loss)(jnp.full((12,), 14.0))
   assert np.all(np.isfinite(grads))
+
+
+def test_hard_monotonic_jit_vmap_and_bf16():
+  rng = np.random.default_rng(6)
+  p = jnp.asarray(rng.random((4, 3, 7)), jnp.float32)
+  prev = jax.nn.one_hot(jnp.asarray(rng.integers(0, 7, (4, 3))), 7)
+  want = weighting.hard_monotonic_weights(p, prev)
+  np.testing.assert_array_equal(jax.jit(weighting.hard_monotonic_weights)(p, prev), want)
+  np.testing.assert_array_equal(jax.vmap(weighting.hard_monotonic_weights)(p, prev), want)
+  looped = np.stack([[np_hard_monotonic(np.asarray(p[i, j]), np.asarray(prev[i, j])) for j in range(3)]
+                     for i in range(4)])
+  np.testing.assert_array_equal(want, looped)
+  bf16 = weighting.hard_monotonic_weights(p.astype(jnp.bfloat16), prev)
+  assert bf16.dtype == jnp.float32 and np.all(np.asarray(bf16).sum(-1) <= 1)

@@ -90,3 +90,16 @@ def test_gnmt_coverage_penalty_matches_numpy():
       want[b, k] = 0.4 * sum(np.log(min(total[i], 1.0)) for i in range(5) if mask[b, i])
   np.testing.assert_allclose(got, want, rtol=1e-5)
   assert float(decoding.coverage_penalty(jnp.ones((1, 2, 3)), jnp.ones((1, 3), bool), 1.0)[0]) == 0.0
+
+
+def test_attention_losses_take_bfloat16_weights_and_vmap_like_a_loop():
+  weights, target_mask, gold = random_case(4)
+  w32 = jnp.asarray(weights, jnp.float32)
+  got = attention_losses.coverage_loss_sum(w32.astype(jnp.bfloat16), jnp.asarray(target_mask))
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, np_coverage_loss(np.asarray(w32.astype(jnp.bfloat16), np.float64), target_mask),
+                             rtol=1e-4)
+  per_example = jax.vmap(lambda w, m: attention_losses.coverage_loss_sum(w[None], m[None]))(
+      w32, jnp.asarray(target_mask))
+  np.testing.assert_allclose(per_example.sum(), attention_losses.coverage_loss_sum(w32, jnp.asarray(target_mask)),
+                             rtol=1e-6)
