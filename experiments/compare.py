@@ -13,6 +13,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from attention_jax.studies.compare import run_comparison
+from experiments import user_errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Comparison config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where runs and the report go.')
@@ -28,4 +29,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  user_errors.run(main)

@@ -21,6 +21,7 @@ from absl import app
 from absl import flags
 
 from attention_jax.data import registry
+from experiments import user_errors
 
 _DATASET = flags.DEFINE_string('dataset', None, 'Which dataset to prepare: ' + ', '.join(registry.names()))
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Where to build it (default: data/<dataset> for '
@@ -49,4 +50,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  user_errors.run(main)

@@ -22,6 +22,7 @@ from ml_collections import config_flags
 
 from attention_jax import platform_info
 from attention_jax import tasks
+from experiments import user_errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and heatmaps.')
@@ -66,4 +67,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  user_errors.run(main)

@@ -15,6 +15,7 @@ from absl import flags
 from absl import logging
 
 from attention_jax.tasks.translation_inference import translate
+from experiments import user_errors
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where heatmaps go (default: <workdir>/translations).')
@@ -34,4 +35,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  user_errors.run(main)

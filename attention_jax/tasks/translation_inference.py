@@ -25,8 +25,16 @@ from attention_jax.training import steps
 
 
 def load_translator(workdir: str, which: str = 'best') -> tuple:
-  """(config, source tokenizer, target tokenizer, S, T, model, params) from a training workdir."""
-  with open(os.path.join(workdir, 'config.json')) as f:
+  """(config, source tokenizer, target tokenizer, S, T, model, params) from a training workdir.
+
+  Raises:
+    FileNotFoundError: the workdir holds no translation run (no config.json); the message says how to make one.
+  """
+  config_path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f'{workdir!r} holds no training run (no config.json there). Train one first, e.g. '
+                            f'python -m experiments.train --config=configs/default.py --workdir={workdir}')
+  with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   source_tokenizer, target_tokenizer, max_source, max_target = load_tokenizers(workdir)
   model = build_model(config.model, source_vocab_size=source_tokenizer.vocab_size,
