@@ -75,3 +75,44 @@ def translate(sentences: Sequence[str], workdir: str, output_dir: str, beam_size
         os.path.join(output_dir, f'translation_{i:02d}.png'), title=f'{sentence!r} -> {output!r}')
     results.append((sentence, output, path))
   return results
+
+
+def _padded_length(length: int, boundaries: Sequence[int], max_source: int) -> int:
+  """The smallest bucket boundary >= length (the run's buckets, so few shapes compile), else max_source."""
+  return min([b for b in boundaries if length <= b <= max_source] + [max_source])
+
+
+def translate_lines(lines: Sequence[str], workdir: str, beam_size: int | None = None, which: str = 'best',
+                    batch_size: int = 64) -> list[str]:
+  """Translations of many source lines, in their order: batched by source length (each batch padded to the run's
+  bucket boundary above its longest source), greedy or beam search as `translate`; an empty line gives ''.
+
+  Args:
+    lines: source texts; longer ones are cut to the run's source length S.
+    workdir: a training workdir.
+    beam_size: as `translate` (default: the run's eval.beam_size).
+    which: 'best' or 'latest'.
+    batch_size: sources decoded together.
+
+  Returns:
+    [translation] aligned with `lines`.
+  """
+  if batch_size < 1:
+    raise ValueError(f'batch_size must be >= 1; got {batch_size}.')
+  config, source_tokenizer, target_tokenizer, max_source, max_target, model, params = load_translator(workdir, which)
+  if beam_size is not None:
+    config.eval.beam_size = beam_size
+  boundaries = sorted(int(b) for b in config.data.get('bucket_boundaries', ()) or ())
+  encoded = [source_tokenizer.encode(line)[: max_source - 1] + [EOS_ID] if line.strip() else None for line in lines]
+  order = sorted((i for i, ids in enumerate(encoded) if ids is not None), key=lambda i: len(encoded[i]))
+  outputs = [''] * len(lines)
+  for start in range(0, len(order), batch_size):
+    chosen = order[start:start + batch_size]
+    width = _padded_length(max(len(encoded[i]) for i in chosen), boundaries, max_source)
+    source = np.zeros((batch_size, width), np.int32)       # a fixed batch size: one compile per width
+    for row, i in enumerate(chosen):
+      source[row, : len(encoded[i])] = encoded[i]
+    tokens, _ = decode_batch(model, params, source, config.eval, max_target)
+    for row, i in enumerate(chosen):
+      outputs[i] = target_tokenizer.decode(tokens[row])
+  return outputs

@@ -108,6 +108,24 @@ def test_translate_prints_translations_and_saves_heatmaps(tiny_run, tmp_path):
   assert [line[1] for line in lines] == [task.target_tokenizer.decode(t) for t in np.asarray(tokens)]
 
 
+def test_translating_a_file_keeps_the_order_and_equals_one_by_one(tiny_run, tmp_path):
+  """--input/--output: batched by length (batch 2 over 5 lines of mixed lengths, an empty one kept empty), the
+  same outputs as translating each sentence alone at the full padded length."""
+  from attention_jax.tasks.translation_inference import translate, translate_lines
+  _, workdir, _, _ = tiny_run
+  lines = ['dcba e', 'abc', '', 'a', 'abcdeab cd']
+  alone = [output for _, output, _ in translate([l for l in lines if l], workdir, str(tmp_path / 'png'),
+                                                 which='latest')]
+  batched = translate_lines(lines, workdir, which='latest', batch_size=2)
+  assert batched[2] == '' and [b for i, b in enumerate(batched) if i != 2] == alone
+  (tmp_path / 'in.txt').write_text('\n'.join(lines) + '\n')
+  process = run_cli(['experiments.translate', f'--workdir={workdir}', '--checkpoint=latest', '--batch_size=2',
+                     f'--input={tmp_path / "in.txt"}', f'--output={tmp_path / "out.txt"}'])
+  _, err = process.communicate(timeout=120)
+  assert process.returncode == 0, err[-3000:]
+  assert (tmp_path / 'out.txt').read_text().split('\n')[:-1] == batched
+
+
 def test_killed_run_restarts_to_the_same_parameters(tiny_run, tmp_path):
   config, _, _, uninterrupted = tiny_run
   workdir = str(tmp_path / 'killed')
