@@ -142,7 +142,8 @@ def init_additive(rng: Array, query_dim: int, key_dim: int, hidden_dim: int = 12
 
 
 def additive_prepare(params: Params, keys: Array) -> Array:
-  """W_k k_j (+ b) for all j, [S, H]: the query-independent half of the tanh argument."""
+  """W_k k_j (+ b) for all j, [S, H]: the query-independent half of the tanh argument (also location_aware's and
+  coverage's, whose b is always present)."""
   _check_keys(keys)
   w_k = params['W_k']
   _check_last_dim('keys', keys, w_k.shape[0], f'W_k of shape {tuple(w_k.shape)} ([d_k, H])')
@@ -159,6 +160,20 @@ def _output_vector(params: Params) -> Array:
   return v
 
 
+def _project_query(params: Params, query: Array) -> Array:
+  """W_q q, [H], after checking q [d_q] against W_q [d_q, H] (additive, location_aware, coverage)."""
+  _check_query(query)
+  w_q = params['W_q']
+  _check_last_dim('query', query, w_q.shape[0], f'W_q of shape {tuple(w_q.shape)} ([d_q, H])')
+  return _f32(query) @ _f32(w_q)
+
+
+def _check_per_position(name: str, value: Array, length: int) -> None:
+  """Raises ValueError unless a scorer's state `name` has shape [S] = (length,) like the keys."""
+  if value.shape != (length,):
+    raise ValueError(f'{name} must have shape [S] = ({length},) to match the keys; got shape {tuple(value.shape)}.')
+
+
 def additive_prepared(params: Params, query: Array, projected_keys: Array) -> Array:
   """e_j = v^T tanh(W_q q + W_k k_j [+ b]).
 
@@ -167,10 +182,7 @@ def additive_prepared(params: Params, query: Array, projected_keys: Array) -> Ar
   (bias on the query projection only) and the PyTorch tutorial (biases on both Linear layers sum into one).
   normalize=True is TF-Addons `normalize=True`: v replaced by g v / ||v|| and a bias b.
   """
-  _check_query(query)
-  w_q = params['W_q']
-  _check_last_dim('query', query, w_q.shape[0], f'W_q of shape {tuple(w_q.shape)} ([d_q, H])')
-  hidden = jnp.tanh(projected_keys + _f32(query) @ _f32(w_q))   # [S, H]
+  hidden = jnp.tanh(projected_keys + _project_query(params, query))   # [S, H]
   return hidden @ _output_vector(params)
 
 
@@ -314,23 +326,12 @@ def location_features(filters: Array, prev_weights: Array) -> Array:
   return out[0]
 
 
-def location_aware_prepare(params: Params, keys: Array) -> Array:
-  _check_keys(keys)
-  w_k = params['W_k']
-  _check_last_dim('keys', keys, w_k.shape[0], f'W_k of shape {tuple(w_k.shape)} ([d_k, H])')
-  return _f32(keys) @ _f32(w_k) + params['b']
-
-
 def location_aware_prepared(params: Params, query: Array, projected_keys: Array, *, prev_weights: Array) -> Array:
-  """e_j = v^T tanh(W_q q + W_k k_j + U f_j + b), f = F * prev_weights (ESPnet `AttLoc` without its scaling)."""
-  _check_query(query)
-  w_q = params['W_q']
-  _check_last_dim('query', query, w_q.shape[0], f'W_q of shape {tuple(w_q.shape)} ([d_q, H])')
-  if prev_weights.shape != (projected_keys.shape[0],):
-    raise ValueError(f'location_aware prev_weights must have shape [S] = ({projected_keys.shape[0]},) to match the '
-                     f'keys; got shape {tuple(prev_weights.shape)}.')
+  """e_j = v^T tanh(W_q q + W_k k_j + U f_j + b), f = F * prev_weights (ESPnet `AttLoc` without its scaling);
+  projected_keys = additive_prepare(params, keys)."""
+  _check_per_position('location_aware prev_weights', prev_weights, projected_keys.shape[0])
   features = location_features(params['F'], prev_weights) @ _f32(params['U'])   # [S, H]
-  hidden = jnp.tanh(projected_keys + features + _f32(query) @ _f32(w_q))
+  hidden = jnp.tanh(projected_keys + features + _project_query(params, query))
   return hidden @ _f32(params['v'])
 
 
@@ -346,21 +347,9 @@ def init_coverage(rng: Array, query_dim: int, key_dim: int, hidden_dim: int = 12
   }
 
 
-def coverage_prepare(params: Params, keys: Array) -> Array:
-  _check_keys(keys)
-  w_k = params['W_k']
-  _check_last_dim('keys', keys, w_k.shape[0], f'W_k of shape {tuple(w_k.shape)} ([d_k, H])')
-  return _f32(keys) @ _f32(w_k) + params['b']
-
-
 def coverage_prepared(params: Params, query: Array, projected_keys: Array, *, coverage: Array) -> Array:
   """e_i = v^T tanh(W_q q + W_k k_i + w_c c_i + b), c_i = sum_{t' < t} a_{t', i} the attention paid to source
-  position i before this step (See et al. 2017, eq. 11)."""
-  _check_query(query)
-  w_q = params['W_q']
-  _check_last_dim('query', query, w_q.shape[0], f'W_q of shape {tuple(w_q.shape)} ([d_q, H])')
-  if coverage.shape != (projected_keys.shape[0],):
-    raise ValueError(f'coverage must have shape [S] = ({projected_keys.shape[0]},) to match the keys; got shape '
-                     f'{tuple(coverage.shape)}.')
-  hidden = jnp.tanh(projected_keys + _f32(coverage)[:, None] * _f32(params['w_c']) + _f32(query) @ _f32(w_q))
+  position i before this step (See et al. 2017, eq. 11); projected_keys = additive_prepare(params, keys)."""
+  _check_per_position('coverage', coverage, projected_keys.shape[0])
+  hidden = jnp.tanh(projected_keys + _f32(coverage)[:, None] * _f32(params['w_c']) + _project_query(params, query))
   return hidden @ _f32(params['v'])

@@ -155,10 +155,10 @@ SCORERS: dict[str, Scorer] = {
                equal_dims=True),
         Scorer('location', fns.init_location, fns.location_prepare, fns.location_prepared,
                options={'max_source_length': None}, source_length_option='max_source_length'),
-        Scorer('location_aware', fns.init_location_aware, fns.location_aware_prepare, fns.location_aware_prepared,
+        Scorer('location_aware', fns.init_location_aware, fns.additive_prepare, fns.location_aware_prepared,
                state={'prev_weights': PREVIOUS_WEIGHTS},
                options={'hidden_dim': 128, 'num_filters': 8, 'kernel_size': 5}),
-        Scorer('coverage', fns.init_coverage, fns.coverage_prepare, fns.coverage_prepared,
+        Scorer('coverage', fns.init_coverage, fns.additive_prepare, fns.coverage_prepared,
                state={'coverage': COVERAGE}, options={'hidden_dim': 128}),
     )
 }

@@ -167,20 +167,20 @@ class _CellBase(nn.Module):
 
   def attention_weights(self, scores: Array, query: Array, mask: Array, weighting_state: dict, *, train: bool,
                         hard: bool, step: Array | None = None) -> Array:
-    """scores [B, (T,) S] -> weights [B, (T,) S] float32 for the non-global localities and decoder weightings.
+    """scores [B, (T,) S], mask [B, S] -> weights [B, (T,) S] float32 for the non-global localities and decoder
+    weightings.
 
     step: local_m's p_t, [B] or [B, T] (default: weighting_state['step']). Monotonic attention runs one step at a
     time ([B, S]) from weighting_state['prev_weights'].
     """
-    mask = jnp.broadcast_to(mask.reshape(mask.shape[0], *([1] * (scores.ndim - 2)), mask.shape[-1]), scores.shape)
     if self.locality != 'global':
-      center = self.local_center(query, mask[..., 0, :] if scores.ndim == 3 else mask,
-                                 weighting_state.get('step') if step is None else step)
-      center = jnp.broadcast_to(center, scores.shape[:-1])
+      center = jnp.broadcast_to(self.local_center(query, mask, weighting_state.get('step') if step is None else step),
+                                scores.shape[:-1])
       window = int(self.local_window)
       local = jax.vmap(lambda z, m, c: weighting_lib.local_weights(z, m, c, window))
       flat = lambda x: x.reshape(-1, *x.shape[scores.ndim - 1:])
-      return local(flat(scores), flat(mask), flat(center)).reshape(scores.shape)
+      mask_like_scores = jnp.broadcast_to(mask[:, None, :] if scores.ndim == 3 else mask, scores.shape)
+      return local(flat(scores), flat(mask_like_scores), flat(center)).reshape(scores.shape)
     # monotonic
     energies = scores + self.monotonic_bias
     if train and self.monotonic_noise > 0:

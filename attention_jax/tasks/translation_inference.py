@@ -46,6 +46,11 @@ def load_translator(workdir: str, which: str = 'best') -> tuple:
   return config, source_tokenizer, target_tokenizer, max_source, max_target, model, state.params
 
 
+def _source_ids(tokenizer, text: str, max_source: int) -> list[int]:
+  """The text's ids cut to fit S with EOS, then EOS: what the model was trained on."""
+  return tokenizer.encode(text)[: max_source - 1] + [EOS_ID]
+
+
 def translate(sentences: Sequence[str], workdir: str, output_dir: str, beam_size: int | None = None,
               which: str = 'best') -> list[tuple[str, str, str]]:
   """Translates `sentences` (greedy, or beam search if beam_size > 1; default: the run's eval.beam_size).
@@ -64,7 +69,7 @@ def translate(sentences: Sequence[str], workdir: str, output_dir: str, beam_size
     config.eval.beam_size = beam_size
   source = np.zeros((len(sentences), max_source), np.int32)
   for i, sentence in enumerate(sentences):
-    ids = source_tokenizer.encode(sentence)[: max_source - 1] + [EOS_ID]
+    ids = _source_ids(source_tokenizer, sentence, max_source)
     source[i, : len(ids)] = ids
   tokens, weights = decode_batch(model, params, source, config.eval, max_target)     # beam search if beam_size > 1
   results = []
@@ -103,7 +108,7 @@ def translate_lines(lines: Sequence[str], workdir: str, beam_size: int | None = 
   if beam_size is not None:
     config.eval.beam_size = beam_size
   boundaries = sorted(int(b) for b in config.data.get('bucket_boundaries', ()) or ())
-  encoded = [source_tokenizer.encode(line)[: max_source - 1] + [EOS_ID] if line.strip() else None for line in lines]
+  encoded = [_source_ids(source_tokenizer, line, max_source) if line.strip() else None for line in lines]
   order = sorted((i for i, ids in enumerate(encoded) if ids is not None), key=lambda i: len(encoded[i]))
   outputs = [''] * len(lines)
   for start in range(0, len(order), batch_size):
