@@ -7,6 +7,7 @@ Works with any Flax model that has `encode(source)`, `initial_state(memory)` and
     tokens [B, T], weights [B, T, S] = beam_search(model, params, source, max_length=T, beam_size=4,
                                                    length_penalty=0.6)
     tokens, weights = decode(model, params, source, max_length=T, beam_size=K)   # either, as host numpy
+    tokens [B, n, T], weights, scores [B, n], finished = beam_search_n_best(..., beam_size=K, n=n)
 
 `tokens` hold the output ids up to and including EOS, then PAD; `weights` are the attention weights of the
 chosen output at each emitted position (zero after EOS), ready to plot against the source tokens.
@@ -96,29 +97,10 @@ def coverage_penalty(weights: Array, source_mask: Array, beta: float) -> Array:
   return beta * jnp.sum(jnp.where(source_mask, jnp.log(jnp.maximum(total, _COVERAGE_FLOOR)), 0.0), axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'max_length', 'beam_size', 'coverage_penalty_weight'))
-def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_size: int = 4,
-                length_penalty: float = 0.6, coverage_penalty_weight: float = 0.0) -> tuple[Array, Array]:
-  """Batched beam search with the GNMT length and coverage penalties.
-
-  Keeps `beam_size` alive hypotheses (ranked by log-probability) and the `beam_size` best finished ones
-  (ranked by log P / lp + cp, cp the coverage penalty of their attention, see `coverage_penalty`). At each step
-  the 2K best extensions are scored so that K alive ones remain
-  even when up to K of them end in EOS. The result is the best finished hypothesis, or the best alive
-  one if none finished within max_length.
-
-  Args:
-    model: the model (static; a hashable Flax module).
-    params: its parameters.
-    source: [B, S] int32, PAD-padded.
-    max_length: T, output positions.
-    beam_size: K.
-    length_penalty: alpha (0 = plain log-probability).
-    coverage_penalty_weight: beta (0 = none).
-
-  Returns:
-    (tokens [B, T] int32, weights [B, T, S] float32) of the chosen hypothesis per example.
-  """
+def _beam_search_final(model: nn.Module, params, source: Array, max_length: int, beam_size: int,
+                       length_penalty: float, coverage_penalty_weight: float):
+  """Runs the beam to max_length: (finished {'tokens' [B, K, T], 'weights' [B, K, T, S], 'score' [B, K] best
+  first, _NEG_INF where empty}, alive {'tokens', 'weights', 'score' [B, K] penalised as if ending at T})."""
   batch = source.shape[0]
   k = beam_size
   memory, carry, step = _start(model, params, source)
@@ -147,6 +129,7 @@ def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_s
       'weights': jnp.zeros((batch, k, max_length, source_len), jnp.float32),
       'score': jnp.full((batch, k), _NEG_INF, jnp.float32),
   }
+  take = lambda x, idx: jnp.take_along_axis(x, idx.reshape(*idx.shape, *([1] * (x.ndim - 2))), axis=1)
 
   def body(state, t):
     carry, alive, finished = state
@@ -155,7 +138,6 @@ def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_s
     candidates = alive['log_prob'][..., None] + _log_probs(logits).reshape(batch, k, vocab)
     top_log_prob, top_index = jax.lax.top_k(candidates.reshape(batch, k * vocab), 2 * k)   # [B, 2K]
     beam, token = top_index // vocab, (top_index % vocab).astype(jnp.int32)
-    take = lambda x, idx: jnp.take_along_axis(x, idx.reshape(*idx.shape, *([1] * (x.ndim - 2))), axis=1)
     tokens = take(alive['tokens'], beam).at[:, :, t].set(token)                            # [B, 2K, T]
     step_weights = take(weights.reshape(batch, k, source_len), beam)                       # [B, 2K, S]
     all_weights = take(alive['weights'], beam).at[:, :, t].set(step_weights)               # [B, 2K, T, S]
@@ -184,11 +166,71 @@ def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_s
   alive_score = alive['log_prob'] / length_penalty_factor(jnp.asarray(max_length), length_penalty)
   if coverage_penalty_weight:
     alive_score = alive_score + coverage_penalty(alive['weights'], source_mask, coverage_penalty_weight)
-  any_finished = finished['score'][:, 0] > _NEG_INF / 2
-  best_alive = jnp.argmax(alive_score, axis=1)
-  pick = lambda fin, al: jnp.where(
-      any_finished.reshape(-1, *([1] * (fin.ndim - 2))), fin[:, 0], al[jnp.arange(batch), best_alive])
-  return pick(finished['tokens'], alive['tokens']), pick(finished['weights'], alive['weights'])
+  return finished, {'tokens': alive['tokens'], 'weights': alive['weights'], 'score': alive_score}
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'max_length', 'beam_size', 'coverage_penalty_weight'))
+def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_size: int = 4,
+                length_penalty: float = 0.6, coverage_penalty_weight: float = 0.0) -> tuple[Array, Array]:
+  """Batched beam search with the GNMT length and coverage penalties.
+
+  Keeps `beam_size` alive hypotheses (ranked by log-probability) and the `beam_size` best finished ones
+  (ranked by log P / lp + cp, cp the coverage penalty of their attention, see `coverage_penalty`). At each step
+  the 2K best extensions are scored so that K alive ones remain
+  even when up to K of them end in EOS. The result is the best finished hypothesis, or the best alive
+  one if none finished within max_length.
+
+  Args:
+    model: the model (static; a hashable Flax module).
+    params: its parameters.
+    source: [B, S] int32, PAD-padded.
+    max_length: T, output positions.
+    beam_size: K.
+    length_penalty: alpha (0 = plain log-probability).
+    coverage_penalty_weight: beta (0 = none).
+
+  Returns:
+    (tokens [B, T] int32, weights [B, T, S] float32) of the chosen hypothesis per example.
+  """
+  tokens, weights, _, _ = _n_best(*_beam_search_final(model, params, source, max_length, beam_size, length_penalty,
+                                                      coverage_penalty_weight), 1)
+  return tokens[:, 0], weights[:, 0]
+
+
+def _n_best(finished: dict, alive: dict, n: int) -> tuple[Array, Array, Array, Array]:
+  """The n best hypotheses: the finished ones best first, then, when fewer than n finished, the best alive ones.
+
+  Returns:
+    (tokens [B, n, T], weights [B, n, T, S], scores [B, n], finished [B, n] bool).
+  """
+  batch, k = finished['score'].shape
+  finished_count = jnp.sum(finished['score'] > _NEG_INF / 2, axis=1, keepdims=True)           # [B, 1]
+  alive_order = jnp.argsort(-alive['score'], axis=1)                                           # [B, K]
+  rank = jnp.arange(n)[None, :]                                                                # [1, n]
+  from_alive = jnp.take_along_axis(alive_order, jnp.clip(rank - finished_count, 0, k - 1), axis=1)
+  index = jnp.where(rank < finished_count, rank, k + from_alive)                               # into [finished; alive]
+  take = lambda x, idx: jnp.take_along_axis(x, idx.reshape(*idx.shape, *([1] * (x.ndim - 2))), axis=1)
+  both = lambda key: jnp.concatenate([finished[key], alive[key]], axis=1)
+  return (take(both('tokens'), index), take(both('weights'), index), take(both('score'), index),
+          jnp.broadcast_to(rank < finished_count, (batch, n)))
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'max_length', 'beam_size', 'n', 'coverage_penalty_weight'))
+def beam_search_n_best(model: nn.Module, params, source: Array, max_length: int, beam_size: int = 4, n: int = 4,
+                       length_penalty: float = 0.6,
+                       coverage_penalty_weight: float = 0.0) -> tuple[Array, Array, Array, Array]:
+  """The n best hypotheses of `beam_search` (n <= beam_size), best first; hypothesis 0 is beam_search's result.
+
+  Finished hypotheses come first, ranked by their score log P / lp + cp; when fewer than n finished within
+  max_length the rest are the best alive ones, scored as if they ended at max_length.
+
+  Returns:
+    (tokens [B, n, T] int32, weights [B, n, T, S] float32, scores [B, n] float32, finished [B, n] bool).
+  """
+  if not 1 <= n <= beam_size:
+    raise ValueError(f'n={n} best hypotheses need 1 <= n <= beam_size={beam_size}.')
+  return _n_best(*_beam_search_final(model, params, source, max_length, beam_size, length_penalty,
+                                     coverage_penalty_weight), n)
 
 
 def sequence_log_prob(model: nn.Module, params, source: Array, target_out: Array) -> Array:

@@ -52,9 +52,13 @@ def test_greedy_equals_python_argmax_loop_and_reports_its_attention():
   np.testing.assert_allclose(np.where(alive[..., None], tf_weights, 0.0), weights, rtol=1e-5, atol=1e-6)
 
 
-def exhaustive_best(model, params, source, max_length, alpha, vocab, beta=0.0):
+def exhaustive_ranking(model, params, source, max_length, alpha, vocab, beta=0.0):
   """Scores every finished output (content tokens then EOS, at most max_length long) by log P / lp + cp, cp the
-  GNMT coverage penalty beta * sum_i log(min(sum_t a_t,i, 1)) of its teacher-forced attention (Wu et al. eq. 14)."""
+  GNMT coverage penalty beta * sum_i log(min(sum_t a_t,i, 1)) of its teacher-forced attention (Wu et al. eq. 14).
+
+  Returns:
+    per example, [(output ids [max_length], score)] best first.
+  """
   content = [t for t in range(vocab) if t not in (decoding.PAD_ID, decoding.BOS_ID, decoding.EOS_ID)]
   candidates = []
   for length in range(max_length):
@@ -73,8 +77,14 @@ def exhaustive_best(model, params, source, max_length, alpha, vocab, beta=0.0):
       total = np.minimum(weights.sum(1), 1.0)                                          # [N, S]
       real = np.asarray(src != decoding.PAD_ID)
       score = score + beta * np.where(real, np.log(np.maximum(total, 1e-6)), 0.0).sum(-1)
-    best.append((candidates[int(np.argmax(score))], float(np.max(score))))
+    order = np.argsort(-score, kind='stable')
+    best.append([(candidates[int(i)], float(score[i])) for i in order])
   return best
+
+
+def exhaustive_best(model, params, source, max_length, alpha, vocab, beta=0.0):
+  """Per example, the (output ids, score) with the best exhaustive score."""
+  return [ranking[0] for ranking in exhaustive_ranking(model, params, source, max_length, alpha, vocab, beta)]
 
 
 @pytest.mark.parametrize('alpha,beta,eos_bias,seed', [(0.0, 0.0, 0.0, 0), (0.6, 0.0, -4.0, 1), (1.0, 0.0, -8.0, 2),
@@ -94,6 +104,43 @@ def test_beam_search_with_a_wide_beam_finds_the_exhaustive_optimum(alpha, beta, 
   np.testing.assert_allclose(weights, np.where(emitted[..., None], tf_weights, 0.0), rtol=1e-5, atol=1e-6)
   if alpha > 0:   # with a length penalty and an unlikely EOS, the optimum is longer than [EOS]
     assert any(sum(t != decoding.PAD_ID for t in want) > 1 for want, _ in best)
+
+
+@pytest.mark.parametrize('alpha,beta,eos_bias,seed', [(0.6, 0.0, -2.0, 5), (0.6, 2.0, 1.0, 6)])
+def test_n_best_of_a_wide_beam_is_the_exhaustive_ranking(alpha, beta, eos_bias, seed):
+  vocab, max_length, n = 5, 3, 5    # 7 finished outputs exist: a beam of 8 holds them all
+  model, params = tiny_model(vocab, eos_bias=eos_bias, seed=seed)
+  tokens, weights, scores, finished = decoding.beam_search_n_best(
+      model, params, SOURCE, max_length=max_length, beam_size=8, n=n, length_penalty=alpha,
+      coverage_penalty_weight=beta)
+  assert tokens.shape == (3, n, max_length) and weights.shape == (3, n, max_length, 5) and scores.shape == (3, n)
+  assert np.all(np.asarray(finished))
+  for b, ranking in enumerate(exhaustive_ranking(model, params, SOURCE, max_length, alpha, vocab, beta)):
+    np.testing.assert_allclose(scores[b], [score for _, score in ranking[:n]], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(tokens[b], [want for want, _ in ranking[:n]])
+  # Hypothesis 0 is beam_search's; each hypothesis carries its own teacher-forced attention.
+  best_tokens, best_weights = decoding.beam_search(model, params, SOURCE, max_length=max_length, beam_size=8,
+                                                   length_penalty=alpha, coverage_penalty_weight=beta)
+  np.testing.assert_array_equal(tokens[:, 0], best_tokens)
+  np.testing.assert_array_equal(weights[:, 0], best_weights)
+  for i in range(n):
+    _, tf_weights = teacher_forced(model, params, SOURCE, tokens[:, i])
+    emitted = np.asarray(tokens[:, i]) != decoding.PAD_ID
+    np.testing.assert_allclose(weights[:, i], np.where(emitted[..., None], tf_weights, 0.0), rtol=1e-5, atol=1e-6)
+
+
+def test_n_best_fills_with_alive_hypotheses_when_too_few_finished():
+  # With EOS this unlikely, only the one-token output [EOS] finishes within 2 steps (it is among the 2K candidates
+  # of the first step); the other places go to the best alive hypotheses, scored as if ending at T, best first.
+  model, params = tiny_model(vocab=6, eos_bias=-30.0, seed=7)
+  tokens, _, scores, finished = decoding.beam_search_n_best(model, params, SOURCE, max_length=2, beam_size=3, n=3)
+  np.testing.assert_array_equal(finished, [[True, False, False]] * 3)
+  np.testing.assert_array_equal(tokens[:, 0], [[decoding.EOS_ID, decoding.PAD_ID]] * 3)
+  assert np.all(np.asarray(tokens[:, 1:]) != decoding.EOS_ID) and np.all(scores[:, 1] >= scores[:, 2])
+  best, _ = decoding.beam_search(model, params, SOURCE, max_length=2, beam_size=3)
+  np.testing.assert_array_equal(tokens[:, 0], best)
+  with pytest.raises(ValueError, match='n=4 best hypotheses need 1 <= n <= beam_size=3'):
+    decoding.beam_search_n_best(model, params, SOURCE, max_length=2, beam_size=3, n=4)
 
 
 def test_beam_search_is_at_least_as_good_as_greedy_and_batch_independent():
