@@ -173,9 +173,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, dict[str, float]]:
   """Trains the reader, evaluates validation/test, saves overlays; returns {'validation', 'test'}."""
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
-  if is_chief:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
   counts = {'train': int(config.data.num_train), 'validation': int(config.data.num_eval),
             'test': int(config.data.num_eval)}
   builder = digit_data.load(config.data.data_dir, source=config.data.source, min_digits=int(config.data.min_digits),
@@ -194,6 +191,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, dict[str, float]]:
       process_index=jax.process_index(), process_count=jax.process_count()))
   params, results = loop.train_then_evaluate(
       state, runner, batches, config.train, workdir, best_metric='sequence_accuracy',
+      on_start=lambda: loop.write_run_config(config, workdir),
       throughput=('count', 'tokens_per_second'),
       evaluate_split=lambda params, split: evaluate_split(params, model, sources[split], config, grid))
   if is_chief:

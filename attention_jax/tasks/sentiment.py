@@ -155,9 +155,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, dict[str, float]]:
   is_chief = jax.process_index() == 0
   sources = sentiment_data.load(config.data.data_dir).as_data_source()
   vocabulary = _vocabulary(sources['train'], config, workdir)
-  if is_chief:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
   model = build_model(config, vocabulary.size)
   runner = parallel.Runner(config.train.parallel, functools.partial(
       steps.train_step, loss_fn=functools.partial(classification_loss, model=model)))
@@ -170,6 +167,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, dict[str, float]]:
       seed=int(config.seed), shuffle=True, process_index=jax.process_index(), process_count=jax.process_count()))
   params, results = loop.train_then_evaluate(
       state, runner, batches, config.train, workdir, best_metric='accuracy',
+      on_start=lambda: loop.write_run_config(config, workdir),
       throughput=('count', 'examples_per_second'),
       evaluate_split=lambda params, split: evaluate_split(params, model, sources[split], vocabulary, config))
   if is_chief:

@@ -14,6 +14,7 @@ through the task's callback.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 
@@ -70,11 +71,20 @@ def mean_per_count(metric_sums: dict, count_key: str = 'count') -> dict[str, flo
   return {k[:-4]: float(v) / count for k, v in metric_sums.items() if k.endswith('_sum')}
 
 
+def write_run_config(config, workdir: str) -> None:
+  """workdir/config.json: the run's config as JSON (process 0 only), which inference rebuilds the model from."""
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
 def train(state: steps.TrainState, runner, batches, train_config, workdir: str, *,
           summarize: Callable[[dict], dict[str, float]],
           throughput: tuple[str, str] = ('token_count', 'tokens_per_second'),
           evaluate: Callable[[steps.TrainState], dict[str, float]] | None = None,
-          best_metric: str | None = 'loss', best_mode: str = 'min') -> TrainingRun:
+          eval_images: Callable[[steps.TrainState], dict[str, np.ndarray]] | None = None,
+          best_metric: str | None = 'loss', best_mode: str = 'min',
+          on_start: Callable[[], None] | None = None) -> TrainingRun:
   """Trains `state` to train_config.num_steps, resuming from workdir if it holds a checkpoint.
 
   Args:
@@ -85,7 +95,12 @@ def train(state: steps.TrainState, runner, batches, train_config, workdir: str, 
     summarize: host metric sums -> the scalars logged for training (e.g. loss, perplexity).
     throughput: (metric-sum key, logged name): e.g. target tokens -> 'tokens_per_second'.
     evaluate: state (runner placement) -> validation results, every train_config.eval_every steps.
+    eval_images: state -> {name: uint8 [H, W, 3]} logged to TensorBoard as 'validation/<name>' at each evaluation
+      (e.g. attention heatmaps of fixed validation sentences); called on every process, written by process 0.
     best_metric / best_mode: which validation result picks the best checkpoint (None: no best checkpoint).
+    on_start: called once the workdir's checkpoint (if any) has been restored into this model, before the first
+      step: where a task writes its run's description (config.json, vocabularies), so that a resume refused
+      because the checkpoint is another model's leaves them as they were.
   """
   is_chief = jax.process_index() == 0
   checkpoints = Checkpoints(workdir, keep=int(train_config.keep_checkpoints), best_metric=best_metric,
@@ -98,6 +113,8 @@ def train(state: steps.TrainState, runner, batches, train_config, workdir: str, 
   step = int(np.ravel(jax.device_get(runner.get_state(state).step))[0])     # a seed-stacked state has [K] steps
   if restored is not None and is_chief:
     print(f'Resumed from {workdir}/checkpoints at step {step}.', flush=True)
+  if on_start is not None:
+    on_start()
 
   num_steps = int(train_config.num_steps)
   run = TrainingRun(state, step)
@@ -157,6 +174,8 @@ def train(state: steps.TrainState, runner, batches, train_config, workdir: str, 
         eval_start = time.perf_counter()
         results = evaluate(state)
         writer.write(step, 'validation', results)
+        if eval_images is not None:
+          writer.write_images(step, 'validation', eval_images(state))
         checkpoints.save_best(step, runner.get_state(state), batches.get_state(), results)
         if is_chief:
           progress.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()))
@@ -178,7 +197,8 @@ def train_then_evaluate(state: steps.TrainState, runner, batches, train_config, 
                         evaluate_split: Callable[[object, str], dict[str, float]], best_metric: str,
                         best_mode: str = 'max', summarize: Callable[[dict], dict[str, float]] = mean_per_count,
                         throughput: tuple[str, str] = ('count', 'examples_per_second'),
-                        splits: tuple[str, ...] = ('validation', 'test')) -> tuple[object, dict[str, dict]]:
+                        splits: tuple[str, ...] = ('validation', 'test'),
+                        on_start: Callable[[], None] | None = None) -> tuple[object, dict[str, dict]]:
   """`train` validating with evaluate_split(params, 'validation'), then evaluate_split on every split.
 
   Returns:
@@ -186,6 +206,6 @@ def train_then_evaluate(state: steps.TrainState, runner, batches, train_config, 
   """
   state = train(state, runner, batches, train_config, workdir, summarize=summarize, throughput=throughput,
                 evaluate=lambda st: evaluate_split(runner.get_state(st).params, 'validation'),
-                best_metric=best_metric, best_mode=best_mode).state
+                best_metric=best_metric, best_mode=best_mode, on_start=on_start).state
   params = runner.get_state(state).params
   return params, {split: evaluate_split(params, split) for split in splits}
