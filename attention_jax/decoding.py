@@ -169,7 +169,6 @@ def _beam_search_final(model: nn.Module, params, source: Array, max_length: int,
   return finished, {'tokens': alive['tokens'], 'weights': alive['weights'], 'score': alive_score}
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'max_length', 'beam_size', 'coverage_penalty_weight'))
 def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_size: int = 4,
                 length_penalty: float = 0.6, coverage_penalty_weight: float = 0.0) -> tuple[Array, Array]:
   """Batched beam search with the GNMT length and coverage penalties.
@@ -192,8 +191,10 @@ def beam_search(model: nn.Module, params, source: Array, max_length: int, beam_s
   Returns:
     (tokens [B, T] int32, weights [B, T, S] float32) of the chosen hypothesis per example.
   """
-  tokens, weights, _, _ = _n_best(*_beam_search_final(model, params, source, max_length, beam_size, length_penalty,
-                                                      coverage_penalty_weight), 1)
+  # The first of the K best: one compiled program serves both (evaluation, then the n-best of the explorer).
+  tokens, weights, _, _ = beam_search_n_best(model, params, source, max_length=max_length, beam_size=beam_size,
+                                             n=beam_size, length_penalty=length_penalty,
+                                             coverage_penalty_weight=coverage_penalty_weight)
   return tokens[:, 0], weights[:, 0]
 
 
@@ -233,6 +234,7 @@ def beam_search_n_best(model: nn.Module, params, source: Array, max_length: int,
                                      coverage_penalty_weight), n)
 
 
+@functools.partial(jax.jit, static_argnames=('model',))
 def sequence_log_prob(model: nn.Module, params, source: Array, target_out: Array) -> Array:
   """log P(target | source) under teacher forcing with PAD/BOS forbidden as in decoding.
 

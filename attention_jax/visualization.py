@@ -46,6 +46,23 @@ def attention_figure(weights: np.ndarray, source_tokens: Sequence[str], target_t
   return fig
 
 
+def figure_pixels(fig: plt.Figure, dpi: int = 80) -> np.ndarray:
+  """The figure rendered to an RGB image: uint8 [H, W, 3] (e.g. for TensorBoard)."""
+  fig.set_dpi(dpi)
+  fig.canvas.draw()
+  return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def attention_pixels(weights: np.ndarray, source_tokens: Sequence[str], target_tokens: Sequence[str],
+                     title: str | None = None, gold: np.ndarray | None = None, dpi: int = 80) -> np.ndarray:
+  """attention_figure(...) as an RGB image: uint8 [H, W, 3]; weights [T, S] as attention_figure's."""
+  fig = attention_figure(weights, source_tokens, target_tokens, title=title, gold=gold)
+  try:
+    return figure_pixels(fig, dpi)
+  finally:
+    plt.close(fig)
+
+
 def plot_attention(weights: np.ndarray, source_tokens: Sequence[str], target_tokens: Sequence[str], path: str,
                    title: str | None = None, gold: np.ndarray | None = None) -> str:
   """Saves attention_figure(...) as a PNG at `path` (directories are created); returns path.

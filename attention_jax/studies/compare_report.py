@@ -1,4 +1,5 @@
-"""The comparison report: report.md, results.csv, results.json, learning_curves.png and heatmaps.png.
+"""The comparison report: report.md, results.csv, results.json, learning_curves.png, heatmaps.png and
+explorer.html (the attention explorer: the same test sentences under every variant side by side, with their scores).
 
 Per variant, mean +- std over seeds of BLEU, loss, perplexity, token accuracy, exact match, AER and argmax accuracy
 (where gold alignments exist), exact match by source-length bucket, the same metrics on the longer `test_long`
@@ -18,6 +19,8 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from attention_jax import attention_explorer  # noqa: E402
+from attention_jax.attention_explorer import EXPLORER_FILE  # noqa: E402
 from attention_jax import platform_info  # noqa: E402
 from attention_jax.metrics.translation import translation_signatures  # noqa: E402
 
@@ -25,6 +28,7 @@ REPORT_METRICS = ('bleu', 'chrf', 'exact_match', 'token_accuracy', 'loss', 'perp
                   'dropped_units', 'extra_units')
 BY_LENGTH_METRICS = ('bleu', 'exact_match')
 EXPECTATIONS = ('tie', 'a_ahead', 'b_ahead')
+EXPLORER_METRICS = ('bleu', 'chrf', 'exact_match', 'aer', 'argmax_accuracy')
 
 
 def to_builtin(value):
@@ -103,10 +107,45 @@ def write_report(records: list[dict], config, task, workdir: str, command: str) 
   lines += ['', '![learning curves](learning_curves.png)', '', '![attention of the same test examples](heatmaps.png)', '']
   _plot_curves(records, os.path.join(workdir, 'learning_curves.png'))
   _plot_heatmaps(records, task, os.path.join(workdir, 'heatmaps.png'))
+  if write_explorer(records, summaries, task, os.path.join(workdir, EXPLORER_FILE)):
+    lines += ['Interactive, every variant side by side: [explorer.html](explorer.html) (open it in a browser; hover '
+              'an output token to see its weights).', '']
   path = os.path.join(workdir, 'report.md')
   with open(path, 'w') as f:
     f.write('\n'.join(lines))
   return path
+
+
+def write_explorer(records: list[dict], summaries: list[dict], task, path: str) -> str | None:
+  """The attention explorer of the variants' decoded test examples (seed 0 of each), one view per variant with
+  its mean scores over seeds; gold links are outlined where an output equals its reference. None if no variant
+  has attention."""
+  shown = [r for r in records if r['heatmap']]
+  if not shown:
+    return None
+  count = len(shown[0]['heatmap']['source'])
+  batch = task.eval_batches('test', batch_size=count, max_examples=count)[0]
+  means = {s['name']: s for s in summaries}
+  views = [{'name': r['name'], 'metrics': {m: means[r['name']].get(f'{m}_mean') for m in EXPLORER_METRICS
+                                           if f'{m}_mean' in means[r['name']]}} for r in shown]
+  sentences = []
+  for i in range(count):
+    source_tokens = task.source_tokenizer.tokens(batch['source'][i])
+    reference = task.target_tokenizer.tokens(batch['target_out'][i])
+    hypotheses = []
+    for record in shown:
+      if list(record['heatmap']['source'][i]) != batch['source'][i].tolist():
+        raise ValueError(f'Variant {record["name"]!r} was decoded on other test examples than the task gives now; '
+                         'rerun it (delete its runs/<name> directory).')
+      tokens = task.target_tokenizer.tokens(record['heatmap']['tokens'][i])
+      gold = batch['alignment'][i] if 'alignment' in batch and tokens == reference else None
+      hypotheses.append(attention_explorer.explorer_hypothesis(
+          record['name'], 'seed 0', tokens, record['heatmap']['weights'][i], source_length=len(source_tokens),
+          gold_TS=gold))
+    sentences.append(attention_explorer.explorer_sentence(
+        source_tokens, hypotheses, reference=task.target_tokenizer.decode(batch['target_out'][i]),
+        source_text=task.source_tokenizer.decode(batch['source'][i])))
+  return attention_explorer.write_explorer(path, sentences, title=f'Attention variants on {task.name}', views=views)
 
 
 def _by_length_table(summaries, metric: str) -> list[str]:

@@ -79,6 +79,8 @@ def default_config(dataset: str = 'date') -> ml_collections.ConfigDict:
   config.eval.length_penalty = 0.6       # GNMT alpha for beam search
   config.eval.coverage_penalty = 0.0     # GNMT beta for beam search: beta * sum_i log(min(sum_t a_t,i, 1))
   config.eval.num_heatmaps = 4           # attention heatmaps saved at the end
+  config.eval.tensorboard_heatmaps = 2   # teacher-forced attention of this many validation sentences logged to
+                                         # TensorBoard at every evaluation (Images tab; 0 = none)
   config.eval.num_examples = 8           # example translations in the test report
   config.eval.length_buckets = tuple(config.data.bucket_boundaries)   # test scores by source length (tokens
                                          # incl. EOS; ascending upper bounds, the last bucket open; () = none)
@@ -98,6 +100,7 @@ def validate_config(config) -> None:
   validate_training_config(config)
   dataset_registry.get(config.data.name, kind='translation')
   check_integer_fields(config, (('eval', 'max_examples', 0), ('eval', 'beam_size', 0), ('eval', 'num_heatmaps', 0),
+                                ('eval', 'tensorboard_heatmaps', 0),
                                 ('eval', 'num_examples', 0), ('train', 'batch_tokens', 0)))
   edges = tuple(config.eval.length_buckets)
   batching.check_boundaries(edges, 'config.eval.length_buckets')
@@ -195,24 +198,28 @@ def train_batches(config, task):
                              batch_multiple=max(jax.device_count() // processes, 1))
 
 
+def save_run_files(config, task, workdir: str) -> None:
+  """config.json and vocab.json, what experiments.translate rebuilds the model and its tokenizers from."""
+  loop.write_run_config(config, workdir)
+  if jax.process_index() == 0:
+    task.save_tokenizers(workdir)
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   """Trains config on its dataset in workdir (resuming if possible); returns the final test metrics."""
   os.makedirs(workdir, exist_ok=True)
-  is_chief = jax.process_index() == 0
   task, model = build(config)
   check_task_supports(config, task)
-  if is_chief:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-    task.save_tokenizers(workdir)
 
   runner = make_runner(config, model)
   state = runner.put_state(initial_state(config, task, model))
   batches = train_batches(config, task)
   validate = lambda state: translation_eval.evaluate(runner, state, task, model, 'validation', config,
                                                      with_decoding=bool(config.eval.validation_bleu))
+  images = lambda state: translation_eval.heatmap_images(runner.get_state(state).params, task, model, config)
   run = loop.train(state, runner, batches, config.train, workdir, summarize=summarize_sequence_metrics,
-                   evaluate=validate, best_metric='loss', best_mode='min')
+                   evaluate=validate, eval_images=images, best_metric='loss', best_mode='min',
+                   on_start=lambda: save_run_files(config, task, workdir))
   state, step = run.state, run.step
 
   return translation_report.test_and_report(runner, state, task, model, config, workdir, step)

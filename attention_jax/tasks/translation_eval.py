@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -28,6 +29,39 @@ def decode_batch(model, params, source: np.ndarray, eval_config, max_length: int
   return decoding.decode(model, params, source, max_length=max_length, beam_size=int(eval_config.beam_size),
                          length_penalty=float(eval_config.length_penalty),
                          coverage_penalty=float(eval_config.get('coverage_penalty', 0.0)))
+
+
+def decode_n_best(model, params, source: np.ndarray, eval_config, max_length: int,
+                  n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The n best outputs of the config's decoding, best first.
+
+  Beam search (eval_config.beam_size = K > 1, n <= K) scores each hypothesis as it ranks them, log P / lp + cp;
+  greedy decoding (K <= 1) has one output, scored by its log-probability log P.
+
+  Returns:
+    (tokens [B, n, T] int32, weights [B, n, T, S] float32, scores [B, n] float32) on the host.
+  """
+  beam = int(eval_config.beam_size)
+  if n < 1 or n > max(beam, 1):
+    raise ValueError(f'{n} best outputs need beam search with beam_size >= {n}; beam_size is {beam}'
+                     + (' (greedy decoding has one output)' if beam <= 1 else '') + '.')
+  source = np.asarray(source)
+  if beam <= 1:
+    tokens, weights = decoding.greedy_decode(model, params, source, max_length=int(max_length))
+    scores = decoding.sequence_log_prob(model, params, source, tokens)
+    tokens, weights, scores = tokens[:, None], weights[:, None], scores[:, None]
+  else:
+    tokens, weights, scores, _ = decoding.beam_search_n_best(
+        model, params, source, max_length=int(max_length), beam_size=beam, n=int(n),
+        length_penalty=float(eval_config.length_penalty),
+        coverage_penalty_weight=float(eval_config.get('coverage_penalty', 0.0)))
+  return np.asarray(tokens, np.int32), np.asarray(weights, np.float32), np.asarray(scores, np.float32)
+
+
+def decoding_label(eval_config) -> str:
+  """'greedy' or 'beam<K>': the name of the config's decoding in reports and explorer pages."""
+  beam = int(eval_config.beam_size)
+  return f'beam{beam}' if beam > 1 else 'greedy'
 
 
 def decode_split(model, params, task, split: str, eval_config) -> list[str]:
@@ -130,6 +164,36 @@ def evaluate(runner, state, task, model, split: str, config, *, with_decoding: b
     references = [target for _, target in task.examples(split, eval_config.max_examples or None)]
     results.update(decoded_scores(task, split, hypotheses, references, eval_config, length_buckets))
   return results
+
+
+def teacher_forced_attention(model, params, source: np.ndarray, target_in: np.ndarray) -> np.ndarray:
+  """The attention of teacher forcing (no dropout): source [B, S], target_in [B, T] -> weights [B, T, S] on the host."""
+  _, weights = _forced(model)({'params': params}, source, target_in)
+  return np.asarray(weights, np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _forced(model):
+  return jax.jit(functools.partial(model.apply, train=False))
+
+
+def heatmap_images(params, task, model, config, split: str = 'validation') -> dict[str, np.ndarray]:
+  """{'attention_<i>': uint8 [H, W, 3]}: the teacher-forced attention of the first config.eval.tensorboard_heatmaps
+  examples of `split` (the same sentences at every call, gold links outlined where the dataset has them), for
+  TensorBoard. Empty when the count is 0, the model has no attention, or on processes other than 0."""
+  count = int(config.eval.get('tensorboard_heatmaps', 0))
+  if count <= 0 or config.model.decoder == 'none' or jax.process_index() != 0:
+    return {}
+  # The same padded [B, S] at every call: one compiled program.
+  batch = task.eval_batches(split, batch_size=max(int(config.eval.batch_size), count), max_examples=count)[0]
+  weights = teacher_forced_attention(model, params, batch['source'], batch['target_in'])
+  images = {}
+  for i in range(min(count, int((batch['index'] >= 0).sum()))):          # real rows, not the filler
+    images[f'attention_{i}'] = visualization.attention_pixels(
+        weights[i], task.source_tokenizer.tokens(batch['source'][i]),
+        task.target_tokenizer.tokens(batch['target_out'][i]),
+        title=f'{split} {i}, teacher-forced', gold=batch['alignment'][i] if 'alignment' in batch else None)
+  return images
 
 
 def save_heatmaps(params, task, model, config, directory: str, split: str = 'test') -> list[str]:

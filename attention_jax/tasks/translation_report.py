@@ -6,8 +6,10 @@ On the test split (and any test_* split): teacher-forced loss / perplexity / tok
 alignment error rate and argmax accuracy against the gold links (datasets that carry them); greedy decoding and,
 when config.eval.beam_size > 1, beam search with the length penalty: BLEU and chrF (sacrebleu, signatures
 printed) and exact match, overall and per source-length bucket (config.eval.length_buckets). Writes into the
-workdir: test_results.json (flat, every number), report.md, and heatmaps/*.png -- the teacher-forced attention of
-test examples with the gold links outlined where the dataset has them, else the attention of the decoded output.
+workdir: test_results.json (flat, every number), report.md, heatmaps/*.png -- the teacher-forced attention of
+test examples with the gold links outlined where the dataset has them, else the attention of the decoded output --
+and explorer.html, the attention explorer of the same examples: the teacher-forced reference (with the gold links),
+the greedy output and the beam's n best side by side, with the test scores of each.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 
 import jax
 
+from attention_jax import attention_explorer
+from attention_jax.attention_explorer import EXPLORER_FILE
 from attention_jax import platform_info
 from attention_jax import visualization
 from attention_jax.data import CharTokenizer
@@ -91,6 +95,46 @@ def save_alignment_heatmaps(runner, state, task, model, config, directory: str, 
   return paths
 
 
+
+
+def save_explorer(runner, state, task, model, config, path: str, results: dict, split: str = 'test') -> str | None:
+  """The attention explorer of the first config.eval.num_heatmaps examples of `split` (returns its path, or None when
+  there is nothing to show): views 'teacher-forced' (the reference, with the gold links where the dataset has them),
+  'greedy' and 'beam<K>' (its K best), each with its scores from `results` (evaluate_split's flat dict)."""
+  count = int(config.eval.num_heatmaps)
+  if count <= 0 or config.model.decoder == 'none':
+    return None
+  if jax.process_index() != 0:
+    return None
+  # Padded to the evaluation's batch: the decoders compiled for evaluation are reused.
+  batch = task.eval_batches(split, batch_size=max(int(config.eval.batch_size), count), max_examples=count)[0]
+  params = runner.get_state(state).params
+  forced = translation_eval.teacher_forced_attention(model, params, batch['source'], batch['target_in'])
+  decoded = {label: translation_eval.decode_n_best(model, params, batch['source'], _decoding_config(config, beam),
+                                                   task.max_target_length, max(beam, 1))
+             for label, beam in _decodings(config)}
+  forced_metrics = ('aer', 'argmax_accuracy', 'perplexity', 'token_accuracy')
+  views = [{'name': 'teacher-forced', 'metrics': {k: results[k] for k in forced_metrics if k in results}}]
+  views += [{'name': label, 'metrics': {k: results[f'{label}/{k}'] for k in ('bleu', 'chrf', 'exact_match')
+                                        if f'{label}/{k}' in results}} for label in decoded]
+  sentences = []
+  for i in range(min(count, int((batch['index'] >= 0).sum()))):          # real rows, not the filler
+    source_tokens = task.source_tokenizer.tokens(batch['source'][i])
+    reference_tokens = task.target_tokenizer.tokens(batch['target_out'][i])
+    hypotheses = [attention_explorer.explorer_hypothesis(
+        'teacher-forced', 'reference', reference_tokens, forced[i], source_length=len(source_tokens),
+        gold_TS=batch['alignment'][i] if 'alignment' in batch else None)]
+    for label, (tokens, weights, scores) in decoded.items():
+      hypotheses += [attention_explorer.explorer_hypothesis(
+          label, str(k + 1), task.target_tokenizer.tokens(tokens[i, k]), weights[i, k],
+          source_length=len(source_tokens), score=float(scores[i, k])) for k in range(tokens.shape[1])]
+    sentences.append(attention_explorer.explorer_sentence(
+        source_tokens, hypotheses, reference=task.target_tokenizer.decode(batch['target_out'][i]),
+        source_text=task.source_tokenizer.decode(batch['source'][i])))
+  title = f'{config.model.encoder} + {config.model.decoder} ({config.model.scorer}) on {task.name}: {split} examples'
+  return attention_explorer.write_explorer(path, sentences, title=title, views=views)
+
+
 def _training_minutes(workdir: str) -> float | None:
   """Minutes from the first to the last logged training step (metrics.jsonl), or None."""
   times = [r['time'] for r in read_metrics(workdir) if r['split'] == 'train']
@@ -101,7 +145,8 @@ def _cell(text: str) -> str:
   return text.replace('|', '\\|').replace('\n', ' ')
 
 
-def _report(config, task, step: int, by_split: dict, texts: dict, heatmaps: list[str], workdir: str) -> str:
+def _report(config, task, step: int, by_split: dict, texts: dict, heatmaps: list[str], workdir: str,
+            explorer: str | None = None) -> str:
   decodings = [label for label, _ in _decodings(config)]
   signatures = translation_signatures(tokenize=_tokenize(task))
   minutes = _training_minutes(workdir)
@@ -135,8 +180,11 @@ def _report(config, task, step: int, by_split: dict, texts: dict, heatmaps: list
       lines.append(f'| {_cell(source)} | {_cell(texts["references"][i])} | '
                    + ' | '.join(_cell(texts[label][i]) for label in decodings) + ' |')
     lines.append('')
-  if heatmaps:
-    lines += ['## Attention', ''] + [f'![{os.path.basename(p)}](heatmaps/{os.path.basename(p)})' for p in heatmaps]
+  if heatmaps or explorer:
+    lines += ['## Attention', '']
+    if explorer:
+      lines += [f'Interactive: [{EXPLORER_FILE}]({EXPLORER_FILE}) (open it in a browser; hover an output token).', '']
+    lines += [f'![{os.path.basename(p)}](heatmaps/{os.path.basename(p)})' for p in heatmaps]
   path = os.path.join(workdir, 'report.md')
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
@@ -162,13 +210,14 @@ def test_and_report(runner, state, task, model, config, workdir: str, step: int)
     if split != 'test':
       flat.update({f'{split}/{k}': v for k, v in results.items()})
   heatmaps = save_alignment_heatmaps(runner, state, task, model, config, os.path.join(workdir, 'heatmaps'))
+  explorer = save_explorer(runner, state, task, model, config, os.path.join(workdir, EXPLORER_FILE), flat)
   if is_chief:
     with open(os.path.join(workdir, 'test_results.json'), 'w') as f:
       json.dump({'step': step, 'signatures': translation_signatures(tokenize=_tokenize(task)),
                  'platform': platform_info.describe(), **flat}, f, indent=2)
-    report = _report(config, task, step, by_split, texts, heatmaps, workdir)
+    report = _report(config, task, step, by_split, texts, heatmaps, workdir, explorer)
     shown = {k: v for k, v in flat.items() if '_len_' not in k and '/' in k or k in REPORTED}
     print('test: ' + ', '.join(f'{k} {v:.4g}' for k, v in shown.items()))
     print(f'report: {report} | metrics: {writer.path} | heatmaps: {os.path.join(workdir, "heatmaps")} '
-          f'({len(heatmaps)} PNG)', flush=True)
+          f'({len(heatmaps)} PNG) | attention explorer: {explorer}', flush=True)
   return flat

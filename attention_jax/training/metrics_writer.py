@@ -1,5 +1,5 @@
 """Where metrics go: a JSONL file in the workdir (one object per event) and TensorBoard event files
-(tensorboardX, no TensorFlow needed). Only process 0 writes."""
+(tensorboardX, no TensorFlow needed): scalars, and images such as attention heatmaps. Only process 0 writes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import time
 
 import jax
+import numpy as np
 
 
 class MetricsWriter:
@@ -29,6 +30,14 @@ class MetricsWriter:
       f.write(json.dumps(record) + '\n')
     for key, value in metrics.items():
       self._tensorboard.add_scalar(f'{split}/{key}', float(value), int(step))
+    self._tensorboard.flush()
+
+  def write_images(self, step: int, split: str, images: dict[str, np.ndarray]) -> None:
+    """Logs each uint8 [H, W, 3] image to TensorBoard as '<split>/<name>' at `step`."""
+    if not self._enabled or not images:
+      return
+    for name, image in images.items():
+      self._tensorboard.add_image(f'{split}/{name}', np.asarray(image, np.uint8), int(step), dataformats='HWC')
     self._tensorboard.flush()
 
   def close(self) -> None:

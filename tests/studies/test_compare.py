@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from attention_jax import attention_explorer
 from attention_jax.data import make_task
 from attention_jax.models import build_model
 from attention_jax.studies import compare
@@ -34,6 +35,7 @@ def tiny_compare_config(data_dir):
   return config
 
 
+@pytest.mark.slow
 def test_seed_k_of_the_vmapped_run_equals_a_single_run_with_seed_k():
   config = translation.default_config()
   config.train.warmup_steps = 0
@@ -60,6 +62,7 @@ def test_seed_k_of_the_vmapped_run_equals_a_single_run_with_seed_k():
   assert not np.allclose(seed_3.params['cell']['output']['kernel'], seed_7.params['cell']['output']['kernel'])
 
 
+@pytest.mark.slow
 def test_sweep_writes_report_and_is_resumable(tmp_path, monkeypatch):
   data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'sweep')
   config = tiny_compare_config(data_dir)
@@ -113,6 +116,15 @@ def test_sweep_writes_report_and_is_resumable(tmp_path, monkeypatch):
   assert summaries['dot']['exact_match_mean'] == pytest.approx(np.mean(per_seed))
   assert summaries['dot']['exact_match_std'] == pytest.approx(np.std(per_seed))
   assert np.isnan(summaries['none'].get('aer_mean', np.nan))
+  # The explorer: the variants with attention side by side (seed 0's outputs), each with its mean scores.
+  explorer = attention_explorer.read_explorer_data(os.path.join(workdir, 'explorer.html'))
+  assert [v['name'] for v in explorer['views']] == ['dot'] and '(explorer.html)' in text
+  assert explorer['views'][0]['metrics']['bleu'] == pytest.approx(summaries['dot']['bleu_mean'])
+  assert len(explorer['sentences']) == 2
+  for i, sentence in enumerate(explorer['sentences']):
+    hypothesis, = sentence['hypotheses']
+    t, s = len(hypothesis['tokens']), len(sentence['source'])
+    np.testing.assert_allclose(hypothesis['weights'], np.asarray(resumed['heatmap']['weights'][i])[:t, :s], atol=5e-5)
 
 
 def test_bad_variants_fail_clearly(tmp_path):

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from attention_jax import attention_explorer
 from attention_jax import decoding
 from attention_jax.special_tokens import EOS_ID
 from attention_jax.tasks import translation
@@ -78,11 +79,83 @@ def test_run_writes_metrics_heatmaps_and_resumes(tiny_run):
   assert {'bleu', 'exact_match', 'aer', 'perplexity'} <= set(validation[-1])
   state, data_state = final_params(config, workdir)
   assert int(state.step) == 20 and data_state == {'next_index': 20}
-  # Asking for more steps continues from step 20 instead of starting over.
+  _check_report_explorer(config, workdir, results, state)
+  _check_tensorboard_heatmaps(config, workdir, state)
+
+
+@pytest.mark.slow
+def test_asking_for_more_steps_continues_the_run(tiny_run):
+  """Rerunning with num_steps 25 continues from the checkpoint at step 20 instead of starting over."""
+  config, workdir, _, _ = tiny_run
   config = tiny_config(config.data.data_dir, num_steps=25)
   train_and_evaluate(config, workdir)
   assert [r['step'] for r in read_metrics(workdir) if r['split'] == 'train'][-2:] == [20, 25]
   assert int(final_params(config, workdir)[0].step) == 25
+
+
+def tensorboard_images(directory):
+  """{(tag, step): uint8 [H, W, 3]} of every image in the TensorBoard event files under `directory`."""
+  import io
+  import struct
+  import matplotlib.image
+  from tensorboardX.proto import event_pb2
+  images = {}
+  for name in sorted(os.listdir(directory)):
+    with open(os.path.join(directory, name), 'rb') as f:
+      data = f.read()
+    offset = 0
+    while offset < len(data):              # TFRecord: length u64, crc u32, payload, crc u32
+      length, = struct.unpack('<Q', data[offset:offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 16 + length
+      for value in event.summary.value:
+        if value.HasField('image'):
+          pixels = matplotlib.image.imread(io.BytesIO(value.image.encoded_image_string), format='png')
+          images[(value.tag, event.step)] = np.round(pixels[..., :3] * 255).astype(np.uint8)
+  return images
+
+
+def _check_tensorboard_heatmaps(config, workdir, final_state):
+  """At each evaluation (steps 10 and 20) the teacher-forced attention of the first 2 validation sentences is logged
+  as an image; the last ones are the final parameters' attention, pixel for pixel."""
+  from attention_jax import visualization
+  images = tensorboard_images(os.path.join(workdir, 'tensorboard'))
+  assert sorted(images) == [(f'validation/attention_{i}', step) for i in (0, 1) for step in (10, 20)]
+  assert not np.array_equal(images[('validation/attention_0', 10)], images[('validation/attention_0', 20)])
+  task, model = translation.build(config)
+  batch = task.eval_batches('validation', batch_size=2, max_examples=2)[0]
+  _, weights = model.apply({'params': final_state.params}, batch['source'], batch['target_in'])
+  for i in (0, 1):
+    expected = visualization.attention_pixels(
+        np.asarray(weights)[i], task.source_tokenizer.tokens(batch['source'][i]),
+        task.target_tokenizer.tokens(batch['target_out'][i]), title=f'validation {i}, teacher-forced',
+        gold=batch['alignment'][i])
+    logged = images[(f'validation/attention_{i}', 20)]
+    assert logged.shape == expected.shape and np.mean(logged != expected) < 1e-3   # jit vs eager: a rare pixel
+
+
+def _check_report_explorer(config, workdir, results, state):
+  """explorer.html of the test report: per example the teacher-forced reference with its attention and gold
+  links, and the greedy output with its attention, as the final parameters give them; the views carry the scores."""
+  data = attention_explorer.read_explorer_data(os.path.join(workdir, 'explorer.html'))
+  assert [v['name'] for v in data['views']] == ['teacher-forced', 'greedy']
+  assert data['views'][0]['metrics']['aer'] == pytest.approx(results['aer'])
+  assert data['views'][1]['metrics']['bleu'] == pytest.approx(results['greedy/bleu'])
+  task, model = translation.build(config)
+  batch = task.eval_batches('test', batch_size=2, max_examples=2)[0]
+  _, forced = model.apply({'params': state.params}, batch['source'], batch['target_in'])
+  tokens, weights = decoding.greedy_decode(model, state.params, batch['source'], max_length=task.max_target_length)
+  assert len(data['sentences']) == config.eval.num_heatmaps == 2
+  for i, sentence in enumerate(data['sentences']):
+    reference, greedy = sentence['hypotheses']
+    s = len(sentence['source'])
+    assert reference['tokens'] == task.target_tokenizer.tokens(batch['target_out'][i])
+    t = len(reference['tokens'])
+    np.testing.assert_allclose(reference['weights'], np.asarray(forced)[i, :t, :s], atol=5e-5)
+    assert reference['gold'] == np.argwhere(batch['alignment'][i, :t, :s] != 0).tolist()
+    assert greedy['tokens'] == task.target_tokenizer.tokens(tokens[i])
+    np.testing.assert_allclose(greedy['weights'], np.asarray(weights)[i, :len(greedy['tokens']), :s], atol=5e-5)
+  assert '(explorer.html)' in open(os.path.join(workdir, 'report.md')).read()
 
 
 def test_translate_prints_translations_and_saves_heatmaps(tiny_run, tmp_path):
@@ -108,13 +181,14 @@ def test_translate_prints_translations_and_saves_heatmaps(tiny_run, tmp_path):
   assert [line[1] for line in lines] == [task.target_tokenizer.decode(t) for t in np.asarray(tokens)]
 
 
+@pytest.mark.slow
 def test_translating_a_file_keeps_the_order_and_equals_one_by_one(tiny_run, tmp_path):
   """--input/--output: batched by length (batch 2 over 5 lines of mixed lengths, an empty one kept empty), the
   same outputs as translating each sentence alone at the full padded length."""
   from attention_jax.tasks.translation_inference import translate, translate_lines
   _, workdir, _, _ = tiny_run
   lines = ['dcba e', 'abc', '', 'a', 'abcdeab cd']
-  alone = [output for _, output, _ in translate([l for l in lines if l], workdir, str(tmp_path / 'png'),
+  alone = [result.output for result in translate([l for l in lines if l], workdir, str(tmp_path / "png"),
                                                  which='latest')]
   batched = translate_lines(lines, workdir, which='latest', batch_size=2)
   assert batched[2] == '' and [b for i, b in enumerate(batched) if i != 2] == alone
@@ -126,6 +200,7 @@ def test_translating_a_file_keeps_the_order_and_equals_one_by_one(tiny_run, tmp_
   assert (tmp_path / 'out.txt').read_text().split('\n')[:-1] == batched
 
 
+@pytest.mark.slow
 def test_killed_run_restarts_to_the_same_parameters(tiny_run, tmp_path):
   config, _, _, uninterrupted = tiny_run
   workdir = str(tmp_path / 'killed')
@@ -153,6 +228,7 @@ def test_killed_run_restarts_to_the_same_parameters(tiny_run, tmp_path):
 BUCKETED = {'bucket_boundaries': (4, 5)}
 
 
+@pytest.mark.slow
 def test_killed_bucketed_token_budget_run_restarts_to_the_same_parameters(data_dir, tmp_path):
   """kill -9 mid-save with length buckets and a token budget: the restart resumes the (epoch, batch) schedule and
   ends bit-identical to an uninterrupted run."""
@@ -180,6 +256,7 @@ def test_killed_bucketed_token_budget_run_restarts_to_the_same_parameters(data_d
   jax.tree.map(np.testing.assert_array_equal, state.opt_state, uninterrupted.opt_state)
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_the_run_naming_the_step(data_dir, tmp_path):
   workdir = str(tmp_path / 'nan')
   config = tiny_config(data_dir, learning_rate=1e30, warmup_steps=0, grad_clip_norm=0.0, checkpoint_every=1,
@@ -211,7 +288,8 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@pytest.mark.parametrize('mode', ['sharded', pytest.param('pmap', marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize('mode', ['sharded', 'pmap'])
 def test_two_processes_train_in_lock_step(data_dir, tmp_path, mode):
   port = str(_free_port())
   workdir = str(tmp_path / 'multihost')
