@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -216,6 +217,15 @@ class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
         }),
     )
 
+  def _log_download_bytes(self) -> None:
+    # tfds would print 'Downloading and preparing dataset Unknown size ...': nothing is downloaded here.
+    o = self._options
+    print(f'Generating the synthetic {o["task"]} task ({o["num_train"]} training examples) in {self.data_dir}',
+          flush=True)
+
+  def _log_download_done(self) -> None:
+    pass
+
   def _split_generators(self, dl_manager):
     del dl_manager
     o = self._options
@@ -241,9 +251,15 @@ def prepare(task: str, data_dir: str, **options) -> SyntheticTranslation:
   options = {**DEFAULT_OPTIONS, **{key: int(value) for key, value in options.items()}, 'task': task}
   # Hashing the options means changing a size never reuses stale data.
   digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
-  builder = SyntheticTranslation(data_dir=os.path.join(data_dir, 'synthetic', f'{task}-{digest}'),
-                                 file_format='array_record', **options)
-  if not builder.is_prepared():
-    tfds.disable_progress_bar()
-    builder.download_and_prepare()
+  absl_logger = logging.getLogger('absl')   # tfds warns that a new, still empty dataset folder has no dataset_info
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    builder = SyntheticTranslation(data_dir=os.path.join(data_dir, 'synthetic', f'{task}-{digest}'),
+                                   file_format='array_record', **options)
+    if not builder.is_prepared():
+      tfds.disable_progress_bar()
+      builder.download_and_prepare()
+  finally:
+    absl_logger.setLevel(level)
   return builder

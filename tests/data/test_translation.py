@@ -114,3 +114,12 @@ def test_char_vocabulary_round_trip_and_tokens():
   assert vocab.decode(ids + [special_tokens.EOS_ID, 5]) == 'ab-?'
   assert vocab.tokens([4, 2, 0]) == ['a', '</s>']
   assert tokenizers.tokenizer_from_json(vocab.to_json()).encode('cab') == vocab.encode('cab')
+
+
+def test_generating_a_synthetic_task_says_so_and_does_not_claim_a_download(tmp_path, capfd):
+  synthetic.prepare('copy', str(tmp_path), num_train=20, num_eval=5, max_length=4)
+  printed = ''.join(capfd.readouterr())
+  assert 'Generating the synthetic copy task (20 training examples)' in printed
+  assert 'Downloading' not in printed and 'dataset_info' not in printed
+  synthetic.prepare('copy', str(tmp_path), num_train=20, num_eval=5, max_length=4)   # prepared: silent
+  assert ''.join(capfd.readouterr()) == ''
