@@ -87,8 +87,9 @@ def exhaustive_best(model, params, source, max_length, alpha, vocab, beta=0.0):
   return [ranking[0] for ranking in exhaustive_ranking(model, params, source, max_length, alpha, vocab, beta)]
 
 
-@pytest.mark.parametrize('alpha,beta,eos_bias,seed', [(0.0, 0.0, 0.0, 0), (0.6, 0.0, -4.0, 1), (1.0, 0.0, -8.0, 2),
-                                                    (0.6, 2.0, 2.0, 3)])
+@pytest.mark.parametrize('alpha,beta,eos_bias,seed', [
+    pytest.param(0.0, 0.0, 0.0, 0, marks=pytest.mark.slow), (0.6, 0.0, -4.0, 1),
+    pytest.param(1.0, 0.0, -8.0, 2, marks=pytest.mark.slow), (0.6, 2.0, 2.0, 3)])
 def test_beam_search_with_a_wide_beam_finds_the_exhaustive_optimum(alpha, beta, eos_bias, seed):
   vocab, max_length = 5, 3          # content tokens {3, 4}: 2 + 4 + 8 ... few enough to enumerate
   model, params = tiny_model(vocab, eos_bias=eos_bias, seed=seed)
@@ -106,7 +107,8 @@ def test_beam_search_with_a_wide_beam_finds_the_exhaustive_optimum(alpha, beta, 
     assert any(sum(t != decoding.PAD_ID for t in want) > 1 for want, _ in best)
 
 
-@pytest.mark.parametrize('alpha,beta,eos_bias,seed', [(0.6, 0.0, -2.0, 5), (0.6, 2.0, 1.0, 6)])
+@pytest.mark.parametrize('alpha,beta,eos_bias,seed', [pytest.param(0.6, 0.0, -2.0, 5, marks=pytest.mark.slow),
+                                                    (0.6, 2.0, 1.0, 6)])
 def test_n_best_of_a_wide_beam_is_the_exhaustive_ranking(alpha, beta, eos_bias, seed):
   vocab, max_length, n = 5, 3, 5    # 7 finished outputs exist: a beam of 8 holds them all
   model, params = tiny_model(vocab, eos_bias=eos_bias, seed=seed)

@@ -126,6 +126,7 @@ def test_fused_xla_attention_equals_the_vmap_path_and_numpy(mask_kind):
   assert np.all(np.asarray(fused)[empty] == 0.0)
 
 
+@pytest.mark.slow
 def test_multi_head_module_xla_implementation_same_output_no_weights():
   rng = np.random.default_rng(5)
   x = jnp.asarray(rng.standard_normal((2, 5, 8)), jnp.float32)

@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from attention_jax import attention
 from attention_jax.models import build_model
@@ -61,6 +62,7 @@ def test_fused_gru_cell_equals_flax_gru_cell():
   np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fused_gru_prototype_equals_the_library_model():
   spec = {**throughput.SPEC, 'vocab_size': 30, 'embed_dim': 8, 'hidden_dim': 8, 'attention_dim': 8,
           'batch_size': 2, 'source_length': 6, 'target_length': 5}

@@ -183,6 +183,7 @@ def test_lcs_matches_brute_force():
     assert rouge.lcs_length(a, b) == brute_force_lcs(a, b) == rouge.lcs_length(b, a), (a, b)
 
 
+@pytest.mark.slow
 def test_summarisation_run_reports_rouge(tmp_path):
   from configs import debian_summaries as summary_config
   source = tmp_path / 'Translation-en'

@@ -43,10 +43,10 @@ slow = pytest.mark.slow
 MECHANISMS = [
     ('bahdanau', 'additive', True, dict(locality='local_m', local_window=2)),
     pytest.param('bahdanau', 'general', True, dict(locality='local_p', local_window=1), marks=slow),
-    ('luong', 'general', True, dict(locality='local_p', local_window=2)),
+    pytest.param('luong', 'general', True, dict(locality='local_p', local_window=2), marks=slow),
     pytest.param('luong', 'dot', False, dict(locality='local_m', local_window=1), marks=slow),  # parallel Luong
-    ('luong', 'general', False, dict(locality='local_p', local_window=2)),                  # parallel Luong
-    ('bahdanau', 'additive', True, dict(weighting='monotonic', monotonic_bias_init=0.0)),
+    pytest.param('luong', 'general', False, dict(locality='local_p', local_window=2), marks=slow),                  # parallel Luong
+    pytest.param('bahdanau', 'additive', True, dict(weighting='monotonic', monotonic_bias_init=0.0), marks=slow),
     pytest.param('luong', 'general', False, dict(weighting='monotonic', monotonic_bias_init=0.0), marks=slow),
     ('bahdanau', 'coverage', True, {}),
     pytest.param('luong', 'coverage', True, dict(locality='local_p', local_window=2), marks=slow),
@@ -135,7 +135,7 @@ def test_monotonic_attention_soft_in_training_hard_when_decoding():
         assert current >= previous
 
 
-@pytest.mark.parametrize('bias, want', [(30.0, 'first'), (-30.0, 'none')])
+@pytest.mark.parametrize('bias, want', [(30.0, 'first'), pytest.param(-30.0, 'none', marks=slow)])
 def test_monotonic_attention_at_its_limits(bias, want):
   """p = 1 everywhere: attention stays on the first source token; p = 0: it passes the end at once."""
   model = make('bigru', 'luong', 'general', weighting='monotonic', monotonic_bias_init=bias)
@@ -204,9 +204,9 @@ def _train(model, steps=30, **loss_weights):
 
 
 @pytest.mark.parametrize('decoder,scorer,options,loss_weights', [
-    ('luong', 'general', dict(locality='local_m', local_window=2), {}),
-    ('luong', 'general', dict(locality='local_p', local_window=2), {}),
-    ('bahdanau', 'additive', dict(weighting='monotonic', monotonic_bias_init=0.0), {}),
+    pytest.param('luong', 'general', dict(locality='local_m', local_window=2), {}, marks=slow),
+    pytest.param('luong', 'general', dict(locality='local_p', local_window=2), {}, marks=slow),
+    pytest.param('bahdanau', 'additive', dict(weighting='monotonic', monotonic_bias_init=0.0), {}, marks=slow),
     ('bahdanau', 'coverage', {}, dict(coverage_loss_weight=1.0)),
 ])
 def test_each_mechanism_trains_a_tiny_model(decoder, scorer, options, loss_weights):
@@ -215,6 +215,7 @@ def test_each_mechanism_trains_a_tiny_model(decoder, scorer, options, loss_weigh
   assert trained['loss_sum'] < 0.8 * trained['loss_sum_before'], trained
 
 
+@pytest.mark.slow
 def test_guided_alignment_pulls_attention_onto_the_gold_links():
   model = make('bigru', 'bahdanau', 'additive')
   free = _train(model)

@@ -33,15 +33,20 @@ def stepwise(model, variables, source, target_in):
   return jnp.stack(logits, 1), jnp.stack(weights, 1)
 
 
-# A covering set for the default suite: every scorer with both decoder styles (stepwise and the parallel Luong
-# path), every encoder, the no-attention baseline. The full product runs under `make test-slow`.
+# The default suite: every encoder, both decoder styles (stepwise and the parallel Luong path), a stateful scorer
+# in each, the no-attention baseline. `make test-slow` adds every scorer with both decoders (COVERING) and the rest
+# of the product; each scorer's equation and gradients are checked alone in tests/test_scoring.py.
 COMBOS = sorted(
+    {(e, 'bahdanau', 'additive', True) for e in ENCODERS if e != 'transformer'}
+    | {('transformer', 'luong', 'dot', False), ('bigru', 'bahdanau', 'location_aware', True),
+       ('lstm', 'luong', 'general', True), ('gru', 'none', 'additive', True)})
+COVERING = sorted(
     {('bigru', 'bahdanau', s, True) for s in scoring.names()}
     | {('transformer', 'luong', s, False) for s in ('dot', 'general', 'location_aware', 'cosine')}
     | {(e, 'bahdanau', 'additive', True) for e in ENCODERS}
     | {('lstm', 'luong', 'general', True), ('gru', 'none', 'additive', True)})
 ALL_COMBOS = [c for c in itertools.product(ENCODERS, ('bahdanau', 'luong', 'none'), scoring.names(), (True, False))
-              if c not in COMBOS and (c[1] == 'luong' or c[3])]
+              if c not in COMBOS and (c[1] == 'luong' or c[3] or c in COVERING)]
 
 
 @pytest.mark.parametrize('encoder,decoder,scorer,input_feeding', COMBOS)
@@ -55,8 +60,10 @@ def test_every_other_combination(encoder, decoder, scorer, input_feeding):
   check_combination(encoder, decoder, scorer, input_feeding)
 
 
-@pytest.mark.parametrize('weighting', ['sparsemax', 'entmax15'])
-@pytest.mark.parametrize('decoder, scorer', [('bahdanau', 'additive'), ('luong', 'general')])
+@pytest.mark.parametrize('weighting, decoder, scorer', [
+    ('sparsemax', 'bahdanau', 'additive'), ('entmax15', 'luong', 'general'),
+    pytest.param('entmax15', 'bahdanau', 'additive', marks=pytest.mark.slow),
+    pytest.param('sparsemax', 'luong', 'general', marks=pytest.mark.slow)])
 def test_sparse_weightings_in_both_decoders(weighting, decoder, scorer):
   check_combination('bigru', decoder, scorer, True, weighting=weighting)
 
@@ -90,7 +97,8 @@ def check_combination(encoder, decoder, scorer, input_feeding, **overrides):
     assert any(np.abs(g).max() > 0 for g in attention_grads)
 
 
-@pytest.mark.parametrize('encoder,scorer', [('bigru', 'additive'), ('lstm', 'general'), ('transformer', 'dot')])
+@pytest.mark.parametrize('encoder,scorer', [('bigru', 'additive'), pytest.param('lstm', 'general', marks=pytest.mark.slow),
+                                            pytest.param('transformer', 'dot', marks=pytest.mark.slow)])
 def test_extra_source_padding_changes_nothing(encoder, scorer):
   model = make(encoder, 'bahdanau', scorer)
   variables = model.init(jax.random.key(0), SOURCE, TARGET_IN)
@@ -156,7 +164,8 @@ def test_bad_model_configs_list_valid_choices():
 
 
 @pytest.mark.parametrize('encoder,decoder,scorer', [
-    ('bigru', 'bahdanau', 'additive'), pytest.param('transformer', 'luong', 'dot', marks=pytest.mark.slow)])
+    pytest.param('bigru', 'bahdanau', 'additive', marks=pytest.mark.slow),
+    pytest.param('transformer', 'luong', 'dot', marks=pytest.mark.slow)])
 def test_bfloat16_mixed_precision_keeps_float32_params_weights_and_logits(encoder, decoder, scorer):
   model32, model16 = make(encoder, decoder, scorer), make(encoder, decoder, scorer, dtype='bfloat16')
   variables = model32.init(jax.random.key(0), SOURCE, TARGET_IN)

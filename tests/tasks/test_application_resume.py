@@ -66,11 +66,9 @@ def latest_checkpoint(workdir, out):
   return meta['step'], meta['data'], leaves
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task, mode', [
-    ('digit_strips', 'pmap'),
-    pytest.param('sentiment', 'sharded', marks=pytest.mark.slow),
-    pytest.param('sentiment', 'pmap', marks=pytest.mark.slow),
-    pytest.param('digit_strips', 'sharded', marks=pytest.mark.slow),
+    ('digit_strips', 'pmap'), ('sentiment', 'sharded'), ('sentiment', 'pmap'), ('digit_strips', 'sharded'),
 ])
 def test_killed_application_run_resumes_bit_identically(data_dirs, tmp_path, task, mode):
   uninterrupted = train_cli('experiments.train', task, data_dirs[task], str(tmp_path / 'once'), mode)

@@ -22,6 +22,7 @@ def test_labels_and_splits():
   assert splits == [sentiment_data.split_of('tweets', str(i)) for i in range(5000)]
 
 
+@pytest.mark.slow
 def test_sentiment_builder_pipeline_and_training(tmp_path):
   ratings = str(tmp_path / 'ratings')
   write_fake_ratings(ratings)
@@ -81,6 +82,7 @@ def test_missing_sentiment_data_names_the_prepare_command(tmp_path):
     sentiment_data.load(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_digit_strips_builder_splits_by_source_image_and_trains(tmp_path):
   csv = str(tmp_path / 'digits.csv.gz')
   write_fake_digits(csv)

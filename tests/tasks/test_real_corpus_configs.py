@@ -58,6 +58,7 @@ def shrink(config, data_dir, vocab_size=60):
   return config
 
 
+@pytest.mark.slow
 def test_messages_cpu_config_reports_greedy_and_beam_by_length(messages_dir, tmp_path):
   config = shrink(messages_en_fr_cpu.get_config(), messages_dir)
   translation.validate_config(config)
@@ -82,6 +83,7 @@ def test_messages_cpu_config_reports_greedy_and_beam_by_length(messages_dir, tmp
   assert not any(p.startswith(('checkpoints', 'best', 'tensorboard', 'vocab')) for p in copied), copied
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config_module', [bible_en_es_cpu, bible_en_es_cpu_guided])
 def test_bible_cpu_config_reports_alignment_and_gold_heatmaps(bible_dir, tmp_path, config_module):
   config = shrink(config_module.get_config(), bible_dir, vocab_size=80)
@@ -140,6 +142,7 @@ def test_contrasts_call_differences_inside_the_spread_ties():
     compare_report.contrast(records, 'a', 'zzz', 'bleu')
 
 
+@pytest.mark.slow
 def test_compare_messages_cpu_config_runs_and_reports_findings(messages_dir, tmp_path):
   config = shrink(compare_messages_cpu.get_config(), messages_dir)
   config.compare.seeds = (0, 1)

@@ -30,7 +30,7 @@ def tasks_and_model(tmp_path_factory):
   return config, fixed, bucketed, model, state
 
 
-@pytest.mark.parametrize('beam_size', [1, 3])
+@pytest.mark.parametrize('beam_size', [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_bucketed_decoding_equals_fixed_decoding_in_order(tasks_and_model, beam_size):
   config, fixed, bucketed, model, state = tasks_and_model
   config.eval.beam_size = beam_size
