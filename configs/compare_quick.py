@@ -11,6 +11,8 @@ to expect and the report says whether it held beyond the seed spread.
 Expect every attention variant far above the no-attention baseline on exact match, content scorers aligning
 near-perfectly on the anti-diagonal (AER near 0), and large differences on test_long, where `location` cannot
 address unseen positions. The committed report is results/compare_quick (its wall time is in the report).
+
+`--config=configs/compare_quick.py:smoke`: three variants, two seeds, 20 steps (the Colab notebook's SMOKE mode).
 """
 
 import ml_collections
@@ -20,7 +22,8 @@ from attention_jax.tasks import translation
 
 
 def get_config(arg=None):
-  del arg
+  if arg not in (None, '', 'smoke'):
+    raise ValueError(f'configs/compare_quick.py takes no argument or ":smoke", got {arg!r}.')
   config = translation.default_config('reverse')
   config.data.num_train = 10000
   config.data.num_eval = 300
@@ -72,4 +75,13 @@ def get_config(arg=None):
        'expect': 'tie'},
   ]
   config.compare.only = ''                             # comma-separated variant names to run ('' = all)
+  if arg == 'smoke':
+    config.data.num_train = 512
+    config.data.num_eval = 32
+    config.eval.batch_size = 32
+    config.train.num_steps = 20
+    config.train.log_every = 5
+    config.train.checkpoint_every = 10
+    config.compare.seeds = (0, 1)
+    config.compare.only = 'no_attention,bahdanau_additive,luong_general'
   return config

@@ -6,16 +6,27 @@ Bahdanau decoder with additive attention.
 Expect after ~3 minutes on 2 CPU cores: test exact match above 0.9, token accuracy above 0.97, and
 attention-argmax accuracy against the gold character alignments around 0.6-0.9 (month names align
 to several letters). Heatmaps in workdirs/default/heatmaps.
+
+`--config=configs/default.py:smoke` is the same pipeline at a seconds-long size (20 steps; it does not learn the
+task): the Colab notebook's SMOKE mode, which the slow test suite executes.
 """
 
 from attention_jax.tasks import translation
 
 
 def get_config(arg=None):
-  del arg
+  if arg not in (None, '', 'smoke'):
+    raise ValueError(f'configs/default.py takes no argument or ":smoke", got {arg!r}.')
   config = translation.default_config('date')
   config.data.num_train = 20000
   config.train.num_steps = 1500
   config.train.eval_every = 500
   config.train.checkpoint_every = 250
+  if arg == 'smoke':
+    config.data.num_train = 512
+    config.data.num_eval = 64
+    config.train.num_steps = 20
+    config.train.log_every = 5
+    config.train.eval_every = 10
+    config.train.checkpoint_every = 10
   return config
