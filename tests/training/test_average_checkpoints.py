@@ -152,7 +152,5 @@ def test_translate_reads_the_averaged_checkpoint(translation_run, tmp_path):
                                  averaged.data_state)
   result = run('experiments.translate', f'--workdir={only_averaged}', '--checkpoint=averaged',
                f'--output_dir={tmp_path / "png"}', 'abc')
-  if result.returncode == 2 and 'flag --checkpoint=averaged' in result.stderr:
-    pytest.skip("experiments.translate's --checkpoint does not offer 'averaged' yet")
   assert result.returncode == 0, result.stderr[-3000:]
   assert len(result.stdout.strip().splitlines()) == 1 and result.stdout.startswith('abc\t')
