@@ -138,8 +138,7 @@ def train_variant(config, task, variant: dict, run_dir: str) -> dict:
 def run_comparison(config, workdir: str, command: str = '') -> str:
   """Trains (or skips, if finished) every variant and writes the report; returns the report's path."""
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
+  loop.write_run_config(config, workdir)
   names = [v['name'] for v in config.compare.variants]
   if len(set(names)) != len(names):
     raise ValueError(f'Variant names must be unique; got {names}.')

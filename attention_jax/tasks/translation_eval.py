@@ -177,6 +177,13 @@ def _forced(model):
   return jax.jit(functools.partial(model.apply, train=False))
 
 
+def first_examples(task, split: str, count: int, eval_config) -> tuple[dict, int]:
+  """(one batch holding the first `count` examples of `split`, padded to eval_config.batch_size so the programs
+  compiled for evaluation serve it, and how many of its rows are real examples)."""
+  batch = task.eval_batches(split, batch_size=max(int(eval_config.batch_size), count), max_examples=count)[0]
+  return batch, min(count, int((batch['index'] >= 0).sum()))
+
+
 def heatmap_images(params, task, model, config, split: str = 'validation') -> dict[str, np.ndarray]:
   """{'attention_<i>': uint8 [H, W, 3]}: the teacher-forced attention of the first config.eval.tensorboard_heatmaps
   examples of `split` (the same sentences at every call, gold links outlined where the dataset has them), for
@@ -184,11 +191,10 @@ def heatmap_images(params, task, model, config, split: str = 'validation') -> di
   count = int(config.eval.get('tensorboard_heatmaps', 0))
   if count <= 0 or config.model.decoder == 'none' or jax.process_index() != 0:
     return {}
-  # The same padded [B, S] at every call: one compiled program.
-  batch = task.eval_batches(split, batch_size=max(int(config.eval.batch_size), count), max_examples=count)[0]
+  batch, rows = first_examples(task, split, count, config.eval)     # the same padded [B, S] at every call
   weights = teacher_forced_attention(model, params, batch['source'], batch['target_in'])
   images = {}
-  for i in range(min(count, int((batch['index'] >= 0).sum()))):          # real rows, not the filler
+  for i in range(rows):
     images[f'attention_{i}'] = visualization.attention_pixels(
         weights[i], task.source_tokenizer.tokens(batch['source'][i]),
         task.target_tokenizer.tokens(batch['target_out'][i]),

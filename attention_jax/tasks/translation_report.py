@@ -106,8 +106,7 @@ def save_explorer(runner, state, task, model, config, path: str, results: dict, 
     return None
   if jax.process_index() != 0:
     return None
-  # Padded to the evaluation's batch: the decoders compiled for evaluation are reused.
-  batch = task.eval_batches(split, batch_size=max(int(config.eval.batch_size), count), max_examples=count)[0]
+  batch, rows = translation_eval.first_examples(task, split, count, config.eval)   # evaluation's decoders reused
   params = runner.get_state(state).params
   forced = translation_eval.teacher_forced_attention(model, params, batch['source'], batch['target_in'])
   decoded = {label: translation_eval.decode_n_best(model, params, batch['source'], _decoding_config(config, beam),
@@ -118,7 +117,7 @@ def save_explorer(runner, state, task, model, config, path: str, results: dict, 
   views += [{'name': label, 'metrics': {k: results[f'{label}/{k}'] for k in ('bleu', 'chrf', 'exact_match')
                                         if f'{label}/{k}' in results}} for label in decoded]
   sentences = []
-  for i in range(min(count, int((batch['index'] >= 0).sum()))):          # real rows, not the filler
+  for i in range(rows):
     source_tokens = task.source_tokenizer.tokens(batch['source'][i])
     reference_tokens = task.target_tokenizer.tokens(batch['target_out'][i])
     hypotheses = [attention_explorer.explorer_hypothesis(
