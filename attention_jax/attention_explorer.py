@@ -27,7 +27,7 @@ EXPLORER_FILE = 'explorer.html'    # the page's name wherever a run writes one
 
 
 def explorer_hypothesis(view: str, label: str, target_tokens: Sequence[str], weights_TS, *,
-                        source_length: int, score: float | None = None, gold_TS=None) -> dict:
+                        source_length: int, score: float | None = None, gold_TS=None, p_gen_T=None) -> dict:
   """One output and its attention, as the page draws it.
 
   Args:
@@ -38,6 +38,8 @@ def explorer_hypothesis(view: str, label: str, target_tokens: Sequence[str], wei
     source_length: S', the number of source tokens shown.
     score: the decoder's score (e.g. log P / lp), shown on the button.
     gold_TS: optional [>= T', >= S'] gold links (nonzero = linked).
+    p_gen_T: optional [>= T'] pointer-generator gates: the probability each output token was generated from the
+      vocabulary rather than copied from the source (each token is underlined by its copy share 1 - p_gen).
   """
   t = len(target_tokens)
   weights = np.asarray(weights_TS, np.float64)[:t, :source_length]
@@ -46,6 +48,11 @@ def explorer_hypothesis(view: str, label: str, target_tokens: Sequence[str], wei
   record = {'view': str(view), 'label': str(label), 'tokens': [str(x) for x in target_tokens],
             'weights': np.round(weights, DECIMALS).tolist(), 'score': None if score is None else float(score),
             'gold': None}
+  if p_gen_T is not None:
+    gates = np.asarray(p_gen_T, np.float64)[:t]
+    if gates.shape != (t,):
+      raise ValueError(f'p_gen {np.shape(p_gen_T)} must cover the {t} output tokens.')
+    record['p_gen'] = np.round(gates, DECIMALS).tolist()
   if gold_TS is not None:
     links = np.argwhere(np.asarray(gold_TS)[:t, :source_length] != 0)
     record['gold'] = [[int(row), int(col)] for row, col in links]
@@ -123,6 +130,8 @@ table.metrics td:first-child,table.metrics th:first-child{text-align:left}
 .grid tr.selected td{outline:1px solid #335}
 .grid td.gold{border:1px solid #d00}
 .reference{color:#555;font-size:.85em}
+.tgt.gated{border-bottom-width:4px}
+.gate{color:#555;font-size:.8em;margin-left:4.5em;height:1.2em}
 </style></head>
 <body>
 <h1>__TITLE__</h1>
@@ -165,7 +174,10 @@ function drawPanel(panel, sentence, hyp) {
   const tgtLine = el('div', 'line'); tgtLine.appendChild(el('span', 'caption', 'output'));
   const grid = el('table', 'grid'); const rows = [];
   const gold = new Set((hyp.gold || []).map(p => p[0] + ',' + p[1]));
+  const gates = hyp.p_gen || null; const gateLine = el('div', 'gate', '');
   const tgtSpans = hyp.tokens.map((t, j) => { const s = el('span', 'tok tgt', visible(t)); s.dataset.j = j;
+    if (gates) { s.classList.add('gated'); s.style.borderBottomColor = 'rgba(0,140,60,' + (1 - gates[j]).toFixed(3) + ')';
+      s.title = 'p_gen ' + gates[j].toFixed(3) + ' (copied ' + (1 - gates[j]).toFixed(3) + ')'; }
     tgtLine.appendChild(s); const row = el('tr'); row.dataset.j = j;
     hyp.weights[j].forEach((w, i) => { const c = el('td'); c.style.background = cellColor(w); c.title = t + ' \u2192 '
       + sentence.source[i] + ': ' + w.toFixed(4); if (gold.has(j + ',' + i)) c.classList.add('gold'); row.appendChild(c); });
@@ -176,11 +188,13 @@ function drawPanel(panel, sentence, hyp) {
     srcSpans.forEach((s, i) => { const w = hyp.weights[j][i]; s.dataset.weight = w.toFixed(4);
       s.style.background = shade(w); s.querySelector('.w').textContent = w.toFixed(2);
       s.classList.toggle('gold', gold.has(j + ',' + i)); });
+    if (gates) gateLine.textContent = 'p_gen ' + gates[j].toFixed(3) + ': generated ' + (100 * gates[j]).toFixed(0)
+      + '%, copied from the source ' + (100 * (1 - gates[j])).toFixed(0) + '% (green underline: copy share)';
     panel.dataset.selected = j;
   }
   tgtSpans.forEach((s, j) => { s.addEventListener('mouseenter', () => select(j)); s.addEventListener('click', () => select(j)); });
   rows.forEach((r, j) => r.addEventListener('mouseenter', () => select(j)));
-  body.appendChild(srcLine); body.appendChild(tgtLine); body.appendChild(grid); panel.appendChild(body);
+  body.appendChild(srcLine); body.appendChild(tgtLine); if (gates) body.appendChild(gateLine); body.appendChild(grid); panel.appendChild(body);
 }
 
 function show(index) {

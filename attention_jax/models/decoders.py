@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from attention_jax import attention as attention_lib
+from attention_jax import copy_attention as copy_lib
 from attention_jax import scoring
 from attention_jax import weighting as weighting_lib
 from attention_jax.models.encoders import cell_output
@@ -58,11 +59,13 @@ class Memory:
     values: encoder outputs [B, S, D_enc].
     mask: [B, S] bool, True = real source token.
     summary: [B, D_sum] encoder summary (initialises the decoder; the baseline's fixed context).
+    source_ids: [B, S] int, the source tokens, for copy attention (None when the decoder does not copy).
   """
   prepared: PreparedKeys | None
   values: Array
   mask: Array
   summary: Array
+  source_ids: Array | None = None
 
 
 def _scan_steps(fn, module, carry, xs_BT):
@@ -235,12 +238,33 @@ class _CellBase(nn.Module):
 
 
 class BahdanauCell(_CellBase):
-  """RNNsearch step: attend with s_{t-1}, s_t = RNN(s_{t-1}, [y_{t-1}; c_t]), readout([s_t; c_t; y_{t-1}])."""
+  """RNNsearch step: attend with s_{t-1}, s_t = RNN(s_{t-1}, [y_{t-1}; c_t]), readout([s_t; c_t; y_{t-1}]).
+
+  copy_attention: the pointer-generator (See et al. 2017): p_gen = sigmoid(w_c^T c_t + w_s^T s_t + w_x^T y_{t-1} + b)
+  mixes the vocabulary distribution with the attention weights scattered onto the source ids
+  (`attention_jax.copy_attention`); the cell then outputs log P(w) (normalised, so it stands for logits
+  everywhere) and sows p_gen [B, (T,)] as intermediates 'p_gen'. Needs memory.source_ids in the target vocabulary.
+  """
+  copy_attention: bool = False
 
   def setup(self):
     self._setup_common()
     self._setup_attention()
     self.readout = nn.Dense(self.hidden_dim, dtype=self.dtype, name='readout')
+    if self.copy_attention:
+      self.copy_gate = nn.Dense(1, dtype=jnp.float32, name='copy_gate')
+
+  def output_log_probs(self, logits: Array, state: Array, context: Array, prev_embedded: Array, weights: Array,
+                       memory: Memory) -> Array:
+    """The pointer-generator's log P: logits [B, (T,) V], state/context/prev_embedded [B, (T,) .], weights
+    [B, (T,) S] -> [B, (T,) V] float32; sows p_gen [B, (T,)]."""
+    if memory.source_ids is None:
+      raise ValueError('copy_attention needs the source ids in the Memory (Seq2Seq.encode puts them there).')
+    gate_inputs = jnp.concatenate([context, state, prev_embedded], -1).astype(jnp.float32)
+    p_gen = jax.nn.sigmoid(self.copy_gate(gate_inputs)[..., 0])
+    self.sow('intermediates', 'p_gen', p_gen)
+    return copy_lib.pointer_generator_log_probs(logits, weights, memory.source_ids, memory.mask, p_gen,
+                                                extended_vocab_size=self.vocab_size)
 
   def recurrent_step(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False,
                      hard: bool = False):
@@ -267,7 +291,10 @@ class BahdanauCell(_CellBase):
                hard: bool = False):
     """carry, prev_embedded [B, E] -> carry, (logits [B, V], weights [B, S]). hard: step-by-step decoding."""
     carry, (state, context, weights) = self.recurrent_step(carry, prev_embedded, memory, train=train, hard=hard)
-    return carry, (self.readout_logits(state, context, prev_embedded, train), weights)
+    logits = self.readout_logits(state, context, prev_embedded, train)
+    if self.copy_attention:
+      logits = self.output_log_probs(logits, state, context, prev_embedded, weights, memory)
+    return carry, (logits, weights)
 
   def teacher_forced(self, carry: dict, embedded_BTE: Array, memory: Memory, *, train: bool = False):
     """All target steps -> (logits [B, T, V], weights [B, T, S]).
@@ -278,7 +305,10 @@ class BahdanauCell(_CellBase):
     """
     _, (states_BTH, context_BTD, weights_BTS) = _scan_steps(
         lambda cell, c, x: cell.recurrent_step(c, x, memory, train=train), self, carry, embedded_BTE)
-    return self.readout_logits(states_BTH, context_BTD, embedded_BTE, train), weights_BTS
+    logits = self.readout_logits(states_BTH, context_BTD, embedded_BTE, train)
+    if self.copy_attention:
+      logits = self.output_log_probs(logits, states_BTH, context_BTD, embedded_BTE, weights_BTS, memory)
+    return logits, weights_BTS
 
 
 class LuongCell(_CellBase):

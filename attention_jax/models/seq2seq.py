@@ -58,6 +58,8 @@ class Seq2Seq(AttentionDecoderModel):
     transformer_attention: Transformer encoder only: 'vmap' (the scorer path), or 'xla' / 'cudnn' for
       `jax.nn.dot_product_attention` (cuDNN's fused kernel needs an NVIDIA GPU and dtype bfloat16).
     input_feeding: Luong only: feed h~_{t-1} into the next step.
+    copy_attention: Bahdanau only: the pointer-generator (See et al. 2017), which copies source tokens by their
+      attention weights; needs one vocabulary for source and target. The model then outputs log-probabilities.
     dropout_rate: on embeddings, between encoder layers and before the output layer.
     pad_id: padding token id.
     dtype: computation dtype ('float32' or 'bfloat16' mixed precision: parameters, attention weights and
@@ -82,6 +84,7 @@ class Seq2Seq(AttentionDecoderModel):
   mlp_dim: int = 256
   transformer_attention: str = 'vmap'
   input_feeding: bool = True
+  copy_attention: bool = False
   dropout_rate: float = 0.0
   pad_id: int = PAD_ID
   dtype: Any = jnp.float32
@@ -99,6 +102,8 @@ class Seq2Seq(AttentionDecoderModel):
                    monotonic_bias_init=self.monotonic_bias_init, dropout_rate=self.dropout_rate, dtype=self.dtype)
     if self.decoder == 'luong':
       options['input_feeding'] = self.input_feeding
+    if self.copy_attention:
+      options['copy_attention'] = True
     self.cell = DECODERS[self.decoder](**options)
     self.dropout = nn.Dropout(self.dropout_rate)
 
@@ -107,7 +112,8 @@ class Seq2Seq(AttentionDecoderModel):
     mask = source != self.pad_id
     embedded = self.dropout(self.source_embed(source), deterministic=not train)
     encoded, summary = self.source_encoder(embedded, mask, train=train)
-    return self.cell.prepare_memory(encoded, mask, summary)
+    memory = self.cell.prepare_memory(encoded, mask, summary)
+    return memory.replace(source_ids=source) if self.copy_attention else memory
 
 
 # The fields a config.model sets: every Seq2Seq field except those the data decides (vocabulary sizes; the
@@ -143,6 +149,13 @@ def build_model(model_config: Mapping[str, Any], *, source_vocab_size: int, targ
   check_attention_choices(config.get('decoder', 'bahdanau'), config.get('weighting', 'softmax'),
                           config.get('locality', 'global'), config.get('local_window', 10),
                           config.get('monotonic_noise', 1.0))
+  if config.get('copy_attention', False):
+    if config.get('decoder', 'bahdanau') != 'bahdanau':
+      raise ValueError(f"copy_attention (the pointer-generator) is built on the Bahdanau decoder; got decoder="
+                       f"{config['decoder']!r}. Set decoder='bahdanau' or copy_attention=False.")
+    if int(source_vocab_size) != int(target_vocab_size):
+      raise ValueError(f'copy_attention copies source ids into the output, so source and target need one vocabulary; '
+                       f'got sizes {source_vocab_size} and {target_vocab_size}.')
   scorer = config.get('scorer', 'additive')
   options = scoring.with_source_length(scorer, config.get('scorer_options') or {}, max_source_length)
   scoring.check_options(scorer, options)

@@ -63,6 +63,8 @@ def default_config(dataset: str = 'date') -> ml_collections.ConfigDict:
   config.model.mlp_dim = 128             # transformer encoder only
   config.model.transformer_attention = 'vmap'   # transformer encoder only: vmap | xla | cudnn (GPU, bfloat16)
   config.model.input_feeding = True      # luong only: feed the attentional state into the next step
+  config.model.copy_attention = False    # bahdanau only: the pointer-generator (See et al. 2017), copying source
+                                         # tokens; needs one vocabulary for source and target (sentencepiece)
   config.model.dropout_rate = 0.0
   config.model.dtype = 'float32'         # float32 | bfloat16 (mixed precision; params and softmax stay fp32)
 
@@ -142,6 +144,11 @@ def initial_state(config, task, model) -> steps.TrainState:
 
 def check_task_supports(config, task) -> None:
   """Raises ValueError when the config asks for something the built dataset lacks (gold alignments)."""
+  if config.model.get('copy_attention', False) and (task.source_tokenizer.to_json()
+                                                    != task.target_tokenizer.to_json()):
+    raise ValueError(f'config.model.copy_attention copies source tokens into the output, so source and target need '
+                     f'one vocabulary; dataset {config.data.name!r} with tokenizer {config.data.tokenizer!r} has two. '
+                     "Use config.data.tokenizer='sentencepiece' (one model shared by both sides).")
   if config.train.get('guided_alignment_weight', 0.0) and not task.has_alignments:
     raise ValueError(f'config.train.guided_alignment_weight needs gold alignments; dataset {config.data.name!r} '
                      'has none (datasets with them: the synthetic tasks and bible_en_es).')

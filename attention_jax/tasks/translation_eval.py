@@ -19,8 +19,9 @@ from attention_jax import visualization
 from attention_jax.data import CharTokenizer
 from attention_jax.metrics.alignment import alignment_counts, alignment_summary
 from attention_jax.metrics.rouge import rouge_scores
+from attention_jax.metrics.summarisation import repeated_ngram_share
 from attention_jax.metrics.translation import dropped_and_extra_units, translation_scores
-from attention_jax.special_tokens import EOS_ID, PAD_ID
+from attention_jax.special_tokens import BOS_ID, EOS_ID, PAD_ID
 from attention_jax.training.sequence_losses import summarize_sequence_metrics
 
 
@@ -64,19 +65,55 @@ def decoding_label(eval_config) -> str:
   return f'beam{beam}' if beam > 1 else 'greedy'
 
 
-def decode_split(model, params, task, split: str, eval_config) -> list[str]:
+def copies(model) -> bool:
+  """Whether the model is a pointer-generator (its decoder copies source tokens and reports p_gen)."""
+  return bool(getattr(model, 'copy_attention', False))
+
+
+def copy_gates(model, params, source: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+  """The pointer-generator's p_gen for each output token: source [B, S], tokens [B, T] (outputs, or references'
+  target_out) -> [B, T] float32 on the host, zero at PAD. The decoder is teacher-forced on `tokens`, which gives the
+  same p_gen as decoding them step by step."""
+  target_in = np.concatenate([np.full((len(tokens), 1), BOS_ID, np.int32), np.asarray(tokens, np.int32)[:, :-1]], 1)
+  gates = _gates(model)({'params': params}, np.asarray(source), target_in)
+  return np.where(np.asarray(tokens) != PAD_ID, np.asarray(gates, np.float32), 0.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _gates(model):
+  def apply(variables, source, target_in):
+    _, state = model.apply(variables, source, target_in, train=False, mutable=['intermediates'])
+    return state['intermediates']['cell']['p_gen'][0]
+  return jax.jit(apply)
+
+
+def decode_split(model, params, task, split: str, eval_config, *, gates: list | None = None) -> list[str]:
   """Decoded texts of the first eval_config.max_examples examples of `split` (all when 0), in split order.
 
   Batches are grouped by source length when the task has buckets (task.decode_batches), then put back in order.
+  gates: for a pointer-generator, a list that receives each output's p_gen per token ([T_i] arrays, EOS included),
+  in split order.
   """
-  hypotheses = [None] * len(task.kept_indices(split)[:eval_config.max_examples or None])
+  count = len(task.kept_indices(split)[:eval_config.max_examples or None])
+  hypotheses, gate_rows = [None] * count, [None] * count
   for batch, max_length in task.decode_batches(split, batch_size=int(eval_config.batch_size),
                                                max_examples=eval_config.max_examples or None):
     tokens, _ = decode_batch(model, params, batch['source'], eval_config, max_length)
-    for index, row in zip(batch['index'], tokens):
+    batch_gates = copy_gates(model, params, batch['source'], tokens) if gates is not None and copies(model) else None
+    for row_index, (index, row) in enumerate(zip(batch['index'], tokens)):
       if index >= 0:
         hypotheses[index] = task.target_tokenizer.decode(row)
+        if batch_gates is not None:
+          gate_rows[index] = batch_gates[row_index][np.asarray(row) != PAD_ID]
+  if gates is not None and copies(model):
+    gates.extend(gate_rows)
   return hypotheses
+
+
+def copy_rate(gates: list) -> dict[str, float]:
+  """{'copy_rate': mean 1 - p_gen over every output token (EOS included)} of decode_split's gates; {} when none."""
+  values = np.concatenate([np.asarray(g, np.float64) for g in gates]) if gates else np.zeros(0)
+  return {'copy_rate': float(1.0 - values.mean())} if len(values) else {}
 
 
 def process_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -127,6 +164,7 @@ def decoded_scores(task, split: str, hypotheses, references, eval_config, length
     results.update(scores_by_length(hypotheses, references, source_lengths, length_buckets, tokenize=tokenize))
   if eval_config.get('rouge', False):
     results.update(rouge_scores(hypotheses, references))
+    results['repeated_trigrams'] = repeated_ngram_share(hypotheses, 3)
   return results
 
 
@@ -160,9 +198,11 @@ def evaluate(runner, state, task, model, split: str, config, *, with_decoding: b
     results.update(alignment_summary(counts))
   if with_decoding:
     # Every process decodes the whole global batches: the same inputs everywhere.
-    hypotheses = decode_split(model, runner.get_state(state).params, task, split, eval_config)
+    gates = []
+    hypotheses = decode_split(model, runner.get_state(state).params, task, split, eval_config, gates=gates)
     references = [target for _, target in task.examples(split, eval_config.max_examples or None)]
     results.update(decoded_scores(task, split, hypotheses, references, eval_config, length_buckets))
+    results.update(copy_rate(gates))
   return results
 
 
@@ -209,15 +249,20 @@ def save_heatmaps(params, task, model, config, directory: str, split: str = 'tes
     return []
   batch = task.eval_batches(split, batch_size=count, max_examples=count)[0]
   tokens, weights = decode_batch(model, params, batch['source'], config.eval, task.max_target_length)
+  gates = copy_gates(model, params, batch['source'], tokens) if copies(model) else None
   paths = []
   for i in range(count):
     source_tokens = task.source_tokenizer.tokens(batch['source'][i])
     output_tokens = task.target_tokenizer.tokens(tokens[i])
+    if gates is not None:      # the pointer-generator: each output token labelled with its p_gen
+      output_tokens = [f'{token} ({gate:.2f})' for token, gate in zip(output_tokens, gates[i])]
     # The gold links are those of the reference; outline them only when the output has the reference's length.
     gold = batch.get('alignment')
     same_length = len(output_tokens) == len(task.target_tokenizer.tokens(batch['target_out'][i]))
     paths.append(visualization.plot_attention(
         weights[i], source_tokens, output_tokens, os.path.join(directory, f'{split}_{i:02d}.png'),
-        title=f'{config.model.decoder} / {config.model.scorer}: {task.source_tokenizer.decode(batch["source"][i])!r}',
+        title=(f'{config.model.decoder} / {config.model.scorer}' + (' + copy, (p_gen) per output token'
+                                                                    if gates is not None else '')
+               + f': {task.source_tokenizer.decode(batch["source"][i])!r}'),
         gold=gold[i] if gold is not None and same_length else None))
   return paths

@@ -19,6 +19,7 @@ import json
 import os
 
 import jax
+import numpy as np
 
 from attention_jax import attention_explorer
 from attention_jax.attention_explorer import EXPLORER_FILE
@@ -29,6 +30,8 @@ from attention_jax.metrics.translation import translation_signatures
 from attention_jax.tasks import translation_eval
 from attention_jax.training.metrics_writer import MetricsWriter, read_metrics
 
+# Decoded scores the explorer and the report show where a run has them (ROUGE, repetition, copy rate: summaries).
+DECODED_SHOWN = ('bleu', 'chrf', 'exact_match', 'rouge1', 'rouge2', 'rougeL', 'repeated_trigrams', 'copy_rate')
 REPORTED = ('bleu', 'chrf', 'exact_match', 'loss', 'perplexity', 'token_accuracy', 'aer', 'argmax_accuracy')
 
 
@@ -62,8 +65,10 @@ def evaluate_split(runner, state, task, model, split: str, config) -> tuple[dict
   texts = {'references': [target for _, target in task.examples(split, config.eval.max_examples or None)]}
   for label, beam in _decodings(config):
     eval_config = _decoding_config(config, beam)
-    texts[label] = translation_eval.decode_split(model, params, task, split, eval_config)
+    gates = []
+    texts[label] = translation_eval.decode_split(model, params, task, split, eval_config, gates=gates)
     scores = translation_eval.decoded_scores(task, split, texts[label], texts['references'], eval_config, edges)
+    scores.update(translation_eval.copy_rate(gates))
     results.update({f'{label}/{k}': v for k, v in scores.items()})
   return results, texts
 
@@ -112,9 +117,14 @@ def save_explorer(runner, state, task, model, config, path: str, results: dict, 
   decoded = {label: translation_eval.decode_n_best(model, params, batch['source'], _decoding_config(config, beam),
                                                    task.max_target_length, max(beam, 1))
              for label, beam in _decodings(config)}
+  copies = translation_eval.copies(model)
+  forced_gates = translation_eval.copy_gates(model, params, batch['source'], batch['target_out']) if copies else None
+  decoded_gates = {label: translation_eval.copy_gates(
+      model, params, np.repeat(batch['source'], tokens.shape[1], 0), tokens.reshape(-1, tokens.shape[-1])
+  ).reshape(tokens.shape) if copies else None for label, (tokens, _, _) in decoded.items()}   # [B, n, T]
   forced_metrics = ('aer', 'argmax_accuracy', 'perplexity', 'token_accuracy')
   views = [{'name': 'teacher-forced', 'metrics': {k: results[k] for k in forced_metrics if k in results}}]
-  views += [{'name': label, 'metrics': {k: results[f'{label}/{k}'] for k in ('bleu', 'chrf', 'exact_match')
+  views += [{'name': label, 'metrics': {k: results[f'{label}/{k}'] for k in DECODED_SHOWN
                                         if f'{label}/{k}' in results}} for label in decoded]
   sentences = []
   for i in range(rows):
@@ -122,11 +132,14 @@ def save_explorer(runner, state, task, model, config, path: str, results: dict, 
     reference_tokens = task.target_tokenizer.tokens(batch['target_out'][i])
     hypotheses = [attention_explorer.explorer_hypothesis(
         'teacher-forced', 'reference', reference_tokens, forced[i], source_length=len(source_tokens),
-        gold_TS=batch['alignment'][i] if 'alignment' in batch else None)]
+        gold_TS=batch['alignment'][i] if 'alignment' in batch else None,
+        p_gen_T=None if forced_gates is None else forced_gates[i])]
     for label, (tokens, weights, scores) in decoded.items():
+      gates = None if decoded_gates[label] is None else decoded_gates[label][i]
       hypotheses += [attention_explorer.explorer_hypothesis(
           label, str(k + 1), task.target_tokenizer.tokens(tokens[i, k]), weights[i, k],
-          source_length=len(source_tokens), score=float(scores[i, k])) for k in range(tokens.shape[1])]
+          source_length=len(source_tokens), score=float(scores[i, k]),
+          p_gen_T=None if gates is None else gates[k]) for k in range(tokens.shape[1])]
     sentences.append(attention_explorer.explorer_sentence(
         source_tokens, hypotheses, reference=task.target_tokenizer.decode(batch['target_out'][i]),
         source_text=task.source_tokenizer.decode(batch['source'][i])))
@@ -160,6 +173,12 @@ def _report(config, task, step: int, by_split: dict, texts: dict, heatmaps: list
     for label in decodings:
       lines.append(f'| {label} | {results[f"{label}/bleu"]:.2f} | {results[f"{label}/chrf"]:.2f} | '
                    f'{results[f"{label}/exact_match"]:.3f} |')
+    extra = [k for k in DECODED_SHOWN[3:] if f'{decodings[0]}/{k}' in results]
+    if extra:
+      lines += ['', '| decoding | ' + ' | '.join(extra) + ' |', '|---' * (len(extra) + 1) + '|']
+      lines += [f'| {label} | ' + ' | '.join(f'{results[f"{label}/{k}"]:.2f}' if k != 'copy_rate' else
+                                             f'{results[f"{label}/{k}"]:.3f}' for k in extra) + ' |'
+                for label in decodings]
     forced = [k for k in REPORTED[3:] if k in results]
     lines += ['', 'Teacher-forced: ' + ', '.join(f'{k} {results[k]:.4g}' for k in forced) + '.', '']
     buckets = [k[len(f'{decodings[0]}/bleu_len_'):] for k in results if k.startswith(f'{decodings[0]}/bleu_len_')]

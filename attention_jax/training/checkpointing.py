@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import traverse_util
 
 AVERAGED = 'averaged'
 # restore_for_inference's names for the directories under a workdir that are not the directory name itself.
@@ -166,6 +167,53 @@ def restore_for_inference(workdir: str, abstract_state, which: str = 'best'):
                             f'`python -m experiments.average_checkpoints --workdir={workdir}`.')
   raise FileNotFoundError(f'No checkpoint in {workdir} (looked in {which!r}). Train first with '
                           f'`python -m experiments.train --config=... --workdir={workdir}`.')
+
+
+class WarmStart(NamedTuple):
+  """Parameters initialised from another run: the merged tree and the '/'-joined names of what came from where."""
+  params: Any
+  loaded: list[str]       # copied from the checkpoint
+  fresh: list[str]        # in this model only: kept at their initial values
+  unused: list[str]       # in the checkpoint only: not used
+
+
+def warm_start_params(params, workdir: str, which: str = 'best') -> WarmStart:
+  """`params` with every leaf that the checkpoint of run `workdir` also holds (same path) replaced by the saved value.
+
+  For continuing a trained model as a related one: e.g. a pointer-generator trained without coverage, continued with
+  the coverage scorer (its extra w_c and b start fresh) and the coverage loss, as See et al. (2017) do. Only
+  parameters are taken; the optimiser state and the step start anew.
+
+  Args:
+    params: the new model's initial parameters (a nested dict of arrays).
+    workdir: a training workdir; which: its checkpoint, as in `restore_for_inference` ('best', 'latest', ...).
+
+  Raises:
+    FileNotFoundError: no checkpoint there.
+    ValueError: a parameter both trees hold has different shapes in them (named with both shapes).
+  """
+  for name in ((which, 'checkpoints') if which == 'best' else (_DIRECTORY_OF.get(which, which),)):
+    directory = os.path.join(workdir, name)
+    manager = _read_only_manager(directory) if os.path.isdir(directory) else None
+    step = manager.latest_step() if manager is not None else None
+    if step is not None:
+      break
+  else:
+    raise FileNotFoundError(f'config.train.init_from={workdir!r}: no checkpoint there (looked in {which!r}). It must '
+                            'be the --workdir of a finished or interrupted training run.')
+  saved = _abstract_from_metadata(_saved_metadata(manager, step))
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(saved),
+                                                          data=ocp.args.JsonRestore()))['state']
+  old = traverse_util.flatten_dict(jax.device_get(_params(restored)), sep='/')
+  new = traverse_util.flatten_dict(params, sep='/')
+  mismatched = [(k, np.shape(old[k]), np.shape(v)) for k, v in new.items() if k in old and np.shape(old[k]) != np.shape(v)]
+  if mismatched:
+    key, saved_shape, shape = mismatched[0]
+    raise ValueError(f'config.train.init_from={workdir!r}: parameter {key} is {saved_shape} in {directory}/{step} but '
+                     f'{shape} in this model ({len(mismatched)} such); continue only a model of the same sizes.')
+  merged = {k: (np.asarray(old[k]).astype(np.asarray(v).dtype) if k in old else v) for k, v in new.items()}
+  return WarmStart(traverse_util.unflatten_dict(merged, sep='/'), sorted(k for k in new if k in old),
+                   sorted(k for k in new if k not in old), sorted(k for k in old if k not in new))
 
 
 class AveragedCheckpoint(NamedTuple):

@@ -6,6 +6,8 @@ Each task module (attention_jax/tasks/) builds its full config from these plus i
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from attention_jax.training import parallel
@@ -29,6 +31,8 @@ def train_defaults() -> ml_collections.ConfigDict:
   train.eval_every = 500
   train.checkpoint_every = 500
   train.keep_checkpoints = 3
+  train.init_from = ''            # a run's workdir: a fresh run starts from its best checkpoint's parameters
+                                  # wherever the models share them (optimiser and step start anew)
   return train
 
 
@@ -76,3 +80,7 @@ def validate_training_config(config) -> None:
   if train.grad_clip_norm < 0.0:
     raise ValueError(f'config.train.grad_clip_norm={train.grad_clip_norm} must be >= 0 (0 disables clipping).')
   parallel.check_batch_size(train.parallel, int(train.batch_size))
+  init_from = train.get('init_from', '')
+  if init_from and not os.path.isdir(init_from):
+    raise ValueError(f'config.train.init_from={init_from!r} is not a directory; it must be the --workdir of a '
+                     "training run ('' starts from random parameters).")

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from attention_jax.training import checkpointing
 from attention_jax.training import steps
 from attention_jax.training.checkpointing import Checkpoints, abstract_like
 from attention_jax.training.metrics_writer import MetricsWriter
@@ -78,6 +79,16 @@ def write_run_config(config, workdir: str) -> None:
       f.write(config.to_json_best_effort(indent=2))
 
 
+def _warm_started(state, runner, init_from: str, is_chief: bool):
+  """The fresh state with its parameters taken from run `init_from` wherever the two models share them."""
+  host_state = runner.get_state(state)
+  warm = checkpointing.warm_start_params(jax.device_get(host_state.params), init_from)
+  if is_chief:
+    print(f'Parameters from {init_from}: {len(warm.loaded)} arrays loaded; fresh: {", ".join(warm.fresh) or "none"}; '
+          f'unused: {", ".join(warm.unused) or "none"}.', flush=True)
+  return runner.put_state(host_state.replace(params=warm.params))
+
+
 def train(state: steps.TrainState, runner, batches, train_config, workdir: str, *,
           summarize: Callable[[dict], dict[str, float]],
           throughput: tuple[str, str] = ('token_count', 'tokens_per_second'),
@@ -98,6 +109,9 @@ def train(state: steps.TrainState, runner, batches, train_config, workdir: str, 
     eval_images: state -> {name: uint8 [H, W, 3]} logged to TensorBoard as 'validation/<name>' at each evaluation
       (e.g. attention heatmaps of fixed validation sentences); called on every process, written by process 0.
     best_metric / best_mode: which validation result picks the best checkpoint (None: no best checkpoint).
+    train_config.init_from (optional): a fresh run (no checkpoint in workdir) starts from the parameters of that
+      run's best checkpoint wherever the two models share them (`checkpointing.warm_start_params`); the optimiser
+      state and the step start anew.
     on_start: called once the workdir's checkpoint (if any) has been restored into this model, before the first
       step: where a task writes its run's description (config.json, vocabularies), so that a resume refused
       because the checkpoint is another model's leaves them as they were.
@@ -110,6 +124,8 @@ def train(state: steps.TrainState, runner, batches, train_config, workdir: str, 
     host_state, data_state = restored
     state = runner.put_state(host_state)
     batches.set_state(data_state)
+  elif train_config.get('init_from', ''):
+    state = _warm_started(state, runner, str(train_config.init_from), is_chief)
   step = int(np.ravel(jax.device_get(runner.get_state(state).step))[0])     # a seed-stacked state has [K] steps
   if restored is not None and is_chief:
     print(f'Resumed from {workdir}/checkpoints at step {step}.', flush=True)
