@@ -15,7 +15,9 @@ ARG: '' the attention baseline; 'pointer' the pointer-generator (See et al. 2017
 coverage switched on for the last part of training as in the paper; 'pointer_continued' the same 1,000 steps
 without coverage (the control: does coverage help, or just more steps?); any other ARG picks the baseline's scorer.
 Each 4,000-step run takes ~30-40 minutes on 2 CPU cores (length-bucketed batches, 2.7 steps/s alone on 2 AMD EPYC
-cores); the continuations ~8. The pointer-generator variants have not been measured yet.
+cores); the continuations ~8. The pointer-generator variants are not yet measured. Measured earlier for the
+baseline (4,000 steps; the first 1,000 test documents): ROUGE-1 / 2 / L 30.8 / 14.0 / 28.5, BLEU 11.6; the first 10
+words of the document score 30.3 / 14.0 / 27.0 (the best such lead baseline).
 """
 
 from attention_jax.tasks import translation
