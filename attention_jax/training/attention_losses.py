@@ -12,6 +12,12 @@
 
 Both are sums over target tokens like the cross-entropy's, so a training loss adds lambda times them to its
 token-loss sum and the step divides everything by the token count.
+
+For attention pooling with r hops (Lin et al. 2017, structured self-attention), weights [B, r, S]:
+
+  hop_redundancy_penalty(weights) -> [B]
+      ||A A^T - I||_F^2 per example: hops that attend to the same words, or spread their weight, cost; a
+      classification loss adds its coefficient times the sum over examples to the cross-entropy's sum.
 """
 
 from __future__ import annotations
@@ -49,3 +55,10 @@ def guided_alignment_loss_sum(weights_BTS: Array, gold_BTS: Array, target_mask_B
   cross_entropy = -jnp.sum(distribution * jnp.log(jnp.maximum(weights_BTS.astype(jnp.float32), _LOG_FLOOR)), -1)
   rows = has_links.astype(jnp.float32)
   return jnp.sum(cross_entropy * rows), jnp.sum(rows)
+
+
+def hop_redundancy_penalty(weights_BRS: Array) -> Array:
+  """||A A^T - I||_F^2 of each example's hop weights A [r, S] (Lin et al. 2017, eq. 8): [B, r, S] -> [B]."""
+  weights = weights_BRS.astype(jnp.float32)
+  gram = jnp.einsum('brs,bqs->brq', weights, weights)
+  return jnp.sum(jnp.square(gram - jnp.eye(weights.shape[1], dtype=jnp.float32)), axis=(-2, -1))
