@@ -57,6 +57,13 @@ def test_prepare_data_with_an_unknown_dataset_and_a_missing_flag():
   assert_clean(run('experiments.compare', '--config=configs/compare_quick.py'), '--workdir')
 
 
+def test_seeded_runs_with_a_bad_variant_value_fails_before_training(tmp_path):
+  result = run('experiments.seeded_runs', '--config=configs/sentiment_pooling.py', f'--workdir={tmp_path}',
+               '--config.model.pooling=multi')
+  assert_clean(result, 'Valid poolings: context_query, structured')
+  assert not os.path.exists(tmp_path / 'runs')
+
+
 @pytest.mark.parametrize('how', ['flag', 'env'])
 def test_the_traceback_on_request(tmp_path, how):
   args = ['--config=configs/test_tiny.py', f'--workdir={tmp_path}', '--config.model.scorer=bahdanau']

@@ -12,6 +12,7 @@ from ml_collections import config_flags
 
 from attention_jax.training import parallel
 from attention_jax import tasks
+from attention_jax.studies import seeded_runs
 from attention_jax.studies.compare import variant_config
 from attention_jax.tasks import translation
 from attention_jax.tasks.translation import validate_config
@@ -51,6 +52,8 @@ def test_config_loads_documents_its_command_and_validates(path, monkeypatch):
   if 'compare' in config:
     for variant in config.compare.variants:
       validate_config(variant_config(config, variant))
+  elif 'sweep' in config:
+    seeded_runs.check_sweep(config)       # validates every variant with its task
   else:
     tasks.get(experiment).validate_config(config)
 
