@@ -101,3 +101,31 @@ def test_copy_attention_needs_one_vocabulary(tmp_path):
                                has_alignments=True)
   with pytest.raises(ValueError, match="source and target need one vocabulary.*tokenizer='sentencepiece'"):
     translation.check_task_supports(config, task)
+
+
+def test_summaries_study_tables_the_runs_the_lead_baselines_and_examples(pointer_run, tmp_path):
+  from attention_jax.data import make_task
+  from attention_jax.metrics.summarisation import lead_baselines
+  from attention_jax.studies.summaries_study import write_study
+  from attention_jax.tasks.translation_inference import translate_lines
+
+  data_dir, workdir, config, results = pointer_run
+  report = write_study([('pointer A', workdir), ('pointer B', workdir)], str(tmp_path / 'study'), num_examples=3,
+                       lead_lengths=(2, 4), command='python -m experiments.summaries_study ...')
+  study = json.load(open(tmp_path / 'study' / 'study.json'))
+  assert [row['label'] for row in study['runs']] == ['pointer A', 'pointer B']
+  for key in ('rouge1', 'rougeL', 'repeated_trigrams', 'copy_rate'):
+    assert study['runs'][0][key] == pytest.approx(results[f'greedy/{key}'])
+  pairs = make_task(config.data).examples('test', int(config.eval.max_examples) or None)
+  assert study['test_documents'] == len(pairs)
+  want = lead_baselines([d for d, _ in pairs], [s for _, s in pairs], lengths=(2, 4))
+  assert study['lead_baselines'].keys() == want.keys()
+  for name, scores in want.items():
+    assert study['lead_baselines'][name] == pytest.approx(scores)
+  outputs = translate_lines([d for d, _ in pairs[:3]], workdir)
+  assert [e['pointer A'] for e in study['examples']] == outputs
+  text = open(report).read()
+  assert f'| pointer A | {results["step"] if "step" in results else config.train.num_steps} |' in text
+  assert 'lead baseline: first 4 words' in text and 'Best model by ROUGE-L: pointer A' in text
+  with pytest.raises(FileNotFoundError, match='has not finished'):
+    write_study([('unfinished', str(tmp_path))], str(tmp_path / 'other'))
