@@ -28,7 +28,7 @@ import numpy as np
 from attention_jax import platform_info
 from attention_jax import tasks
 from attention_jax.studies.compare import variant_config
-from attention_jax.studies.compare_report import EXPECTATIONS, contrast, to_builtin
+from attention_jax.studies.compare_report import check_contrasts, contrast, to_builtin
 from attention_jax.training import loop
 
 ATTENTION_VIEWS = ('attention.html', 'attention.png')
@@ -51,12 +51,7 @@ def check_sweep(config) -> list[str]:
     raise ValueError(f'config.sweep.variants needs one or more variants with unique names; got {names}.')
   if not list(config.sweep.seeds):
     raise ValueError('config.sweep.seeds is empty: give at least one seed.')
-  for spec in config.sweep.get('contrasts', ()):
-    spec = dict(spec)
-    unknown = sorted({spec.get('a'), spec.get('b')} - set(names))
-    if unknown or not spec.get('metric') or not spec.get('claim') or spec.get('expect') not in EXPECTATIONS:
-      raise ValueError(f'Contrast {spec} needs a claim, a metric, variants a and b among {", ".join(names)} '
-                       f'(unknown: {unknown}) and expect in {", ".join(EXPECTATIONS)}.')
+  check_contrasts(config.sweep.get('contrasts', ()), names)
   task = tasks.get(config.get('experiment', 'translation'))
   for variant in config.sweep.variants:
     task.validate_config(seed_config(config, dict(variant), int(config.sweep.seeds[0])))

@@ -14,10 +14,12 @@ import json
 import os
 from collections.abc import Sequence
 
+import ml_collections
+
 from attention_jax import platform_info
 from attention_jax.data import make_task
 from attention_jax.metrics.summarisation import lead_baselines
-from attention_jax.tasks.translation_inference import load_translator, translate_lines
+from attention_jax.tasks.translation_inference import translate_lines
 
 DECODING = 'greedy'
 LEAD_LENGTHS = (5, 8, 10, 12, 15, 20)
@@ -63,9 +65,8 @@ def write_study(runs: Sequence[tuple[str, str]], results_dir: str, *, num_exampl
   data = {(r['config']['data']['name'], r['config']['eval']['max_examples']) for _, _, r in loaded}
   if len(data) != 1:
     raise ValueError(f'The runs were scored on different data (dataset, test documents): {sorted(data)}.')
-  translator_config = load_translator(loaded[0][1])[0]
-  max_examples = int(translator_config.eval.max_examples) or None
-  pairs = make_task(translator_config.data).examples('test', max_examples)
+  config = ml_collections.ConfigDict(loaded[0][2]['config'])     # the runs' shared data and test documents
+  pairs = make_task(config.data).examples('test', int(config.eval.max_examples) or None)
   documents, references = [d for d, _ in pairs], [s for _, s in pairs]
   leads = lead_baselines(documents, references, lengths=tuple(lead_lengths))
   best_lead = max(leads, key=lambda name: leads[name]['rougeL'])

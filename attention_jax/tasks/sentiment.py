@@ -7,8 +7,8 @@ Reports accuracy overall and per domain (movie reviews, tweets, Amazon reviews, 
 validation and test splits, and renders the attention weights over the words of test sentences
 (workdir/attention.html and attention.png; one row per hop with structured pooling).
 config.model.pooling picks one learned query (Yang et al. 2016) or r = config.model.num_hops of them with
-the penalty ||A A^T - I||_F^2 weighted by config.train.hop_penalty_weight (Lin et al. 2017). Trains through the one loop (training/loop.py): resumable,
-any parallel mode, multi-process.
+the penalty ||A A^T - I||_F^2 weighted by config.train.hop_penalty_weight (Lin et al. 2017). Trains through the
+one loop (training/loop.py): resumable, any parallel mode, multi-process.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def build_model(config, vocab_size: int) -> AttentionPoolingClassifier:
   m = config.model
   return AttentionPoolingClassifier(vocab_size=vocab_size, num_classes=num_classes, scorer=m.scorer,
                                     scorer_options=FrozenDict(m.scorer_options), weighting=m.weighting,
-                                    pooling=m.pooling, num_hops=m.num_hops, embed_dim=m.embed_dim, hidden_dim=m.hidden_dim, attention_dim=m.attention_dim,
-                                    dropout_rate=m.dropout_rate)
+                                    pooling=m.pooling, num_hops=m.num_hops, embed_dim=m.embed_dim,
+                                    hidden_dim=m.hidden_dim, attention_dim=m.attention_dim, dropout_rate=m.dropout_rate)
 
 
 def validate_config(config) -> None:
