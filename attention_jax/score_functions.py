@@ -168,6 +168,33 @@ def _project_query(params: Params, query: Array) -> Array:
   return _f32(query) @ _f32(w_q)
 
 
+@jax.custom_vjp
+def tanh_scores(key_part: Array, query_part: Array, v: Array) -> Array:
+  """e_j = v^T tanh(key_part_j + query_part), the tanh-MLP scorers' common core: key_part [S, H], query_part
+  [H] or [S, H], v [H] -> [S].
+
+  Its backward pass recomputes the [S, H] hidden layer from the inputs instead of keeping it: inside a decoder's
+  scan that saves a [T, S, H] residual per example (the inputs are loop-invariant or small), and the
+  recomputation is one tanh.
+  """
+  return jnp.tanh(key_part + query_part) @ v
+
+
+def _tanh_scores_fwd(key_part, query_part, v):
+  return tanh_scores(key_part, query_part, v), (key_part, query_part, v)
+
+
+def _tanh_scores_bwd(residuals, d_scores):
+  key_part, query_part, v = residuals
+  hidden = jnp.tanh(key_part + query_part)
+  d_pre = d_scores[:, None] * v * (1.0 - hidden * hidden)      # [S, H]
+  d_query = d_pre if query_part.ndim == 2 else jnp.sum(d_pre, axis=0)
+  return d_pre, d_query, d_scores @ hidden
+
+
+tanh_scores.defvjp(_tanh_scores_fwd, _tanh_scores_bwd)
+
+
 def _check_per_position(name: str, value: Array, length: int) -> None:
   """Raises ValueError unless a scorer's state `name` has shape [S] = (length,) like the keys."""
   if value.shape != (length,):
@@ -182,8 +209,7 @@ def additive_prepared(params: Params, query: Array, projected_keys: Array) -> Ar
   (bias on the query projection only) and the PyTorch tutorial (biases on both Linear layers sum into one).
   normalize=True is TF-Addons `normalize=True`: v replaced by g v / ||v|| and a bias b.
   """
-  hidden = jnp.tanh(projected_keys + _project_query(params, query))   # [S, H]
-  return hidden @ _output_vector(params)
+  return tanh_scores(projected_keys, _project_query(params, query), _output_vector(params))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -331,8 +357,7 @@ def location_aware_prepared(params: Params, query: Array, projected_keys: Array,
   projected_keys = additive_prepare(params, keys)."""
   _check_per_position('location_aware prev_weights', prev_weights, projected_keys.shape[0])
   features = location_features(params['F'], prev_weights) @ _f32(params['U'])   # [S, H]
-  hidden = jnp.tanh(projected_keys + features + _project_query(params, query))
-  return hidden @ _f32(params['v'])
+  return tanh_scores(projected_keys, features + _project_query(params, query), _f32(params['v']))
 
 
 # --- coverage (Tu et al. 2016; See et al. 2017 eq. 11) ---------------------------------------------------------
@@ -351,5 +376,5 @@ def coverage_prepared(params: Params, query: Array, projected_keys: Array, *, co
   """e_i = v^T tanh(W_q q + W_k k_i + w_c c_i + b), c_i = sum_{t' < t} a_{t', i} the attention paid to source
   position i before this step (See et al. 2017, eq. 11); projected_keys = additive_prepare(params, keys)."""
   _check_per_position('coverage', coverage, projected_keys.shape[0])
-  hidden = jnp.tanh(projected_keys + _f32(coverage)[:, None] * _f32(params['w_c']) + _project_query(params, query))
-  return hidden @ _f32(params['v'])
+  query_part = _f32(coverage)[:, None] * _f32(params['w_c']) + _project_query(params, query)
+  return tanh_scores(projected_keys, query_part, _f32(params['v']))

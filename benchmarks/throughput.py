@@ -10,8 +10,6 @@ additive attention, embeddings/hidden/attention size 256, vocabulary 4000 on bot
 20-token sources and targets (no padding, so every implementation computes the same function), Adam 1e-3,
 mean token cross-entropy, teacher forcing.
   attention_jax  `models.build_model` + `training.steps.train_step` under `jax.jit` (decoder = `nn.scan`)
-  attention_jax_prototype  the same step with benchmarks/fast_paths.py's prototype model (fused GRU cells in
-                 the encoder and decoder, same function): the measured effect of a proposed fix
   pytorch        benchmarks/torch_baseline.py (the PyTorch seq2seq tutorial's structure: eager, Python loop)
   keras          benchmarks/keras_baseline.py (the TF NMT tutorial's structure: `tf.function` train step)
 
@@ -39,7 +37,7 @@ import numpy as np
 from benchmarks import harness
 
 MODULE = 'benchmarks.throughput'
-FRAMEWORKS = ('attention_jax', 'pytorch', 'keras', 'attention_jax_prototype')
+FRAMEWORKS = ('attention_jax', 'pytorch', 'keras')
 SPEC = {
     'vocab_size': 4000,
     'embed_dim': 256,
@@ -82,7 +80,7 @@ class JaxTrainer:
 
   name = 'attention_jax'
 
-  def __init__(self, spec: dict, threads: int, prototype: bool = False):
+  def __init__(self, spec: dict, threads: int):
     import jax
     import optax
     from attention_jax.models import build_model
@@ -93,12 +91,7 @@ class JaxTrainer:
     del threads   # XLA sizes its pool from the visible cores; every framework gets the same 2 cores
     sizes = dict(source_vocab_size=spec['vocab_size'], target_vocab_size=spec['vocab_size'],
                  max_source_length=spec['source_length'])
-    if prototype:
-      from benchmarks import fast_paths
-      model = fast_paths.build_prototype(model_config(spec), **sizes)
-      self.settings += '; prototype: fused GRU cells'
-    else:
-      model = build_model(model_config(spec), **sizes)
+    model = build_model(model_config(spec), **sizes)
     example = make_batches(spec, 1)[0]
     self.state = steps.create_train_state(model, optax.adam(spec['learning_rate']), 0, example['source'],
                                           example['target_in'])
@@ -120,8 +113,8 @@ class JaxTrainer:
 
 
 def _trainer(framework: str, spec: dict, threads: int):
-  if framework in ('attention_jax', 'attention_jax_prototype'):
-    return JaxTrainer(spec, threads, prototype=framework == 'attention_jax_prototype')
+  if framework == 'attention_jax':
+    return JaxTrainer(spec, threads)
   if framework == 'pytorch':
     from benchmarks import torch_baseline
     return torch_baseline.Trainer(spec, threads)
@@ -188,7 +181,7 @@ class _Worker:
 
 
 def available(framework: str) -> bool:
-  package = {'attention_jax': 'jax', 'attention_jax_prototype': 'jax', 'pytorch': 'torch',
+  package = {'attention_jax': 'jax', 'pytorch': 'torch',
              'keras': 'tensorflow'}[framework]
   return harness.package_version(package) is not None or (framework == 'keras' and
                                                            harness.package_version('tensorflow-cpu') is not None)

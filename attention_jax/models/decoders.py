@@ -42,7 +42,8 @@ from attention_jax import attention as attention_lib
 from attention_jax import copy_attention as copy_lib
 from attention_jax import scoring
 from attention_jax import weighting as weighting_lib
-from attention_jax.models.encoders import cell_output
+from attention_jax.models import recurrence
+from attention_jax.models.recurrence import cell_output
 from attention_jax.models.encoders import rnn_cell
 from attention_jax.modules import Attention
 from attention_jax.modules import PreparedKeys
@@ -68,11 +69,20 @@ class Memory:
   source_ids: Array | None = None
 
 
-def _scan_steps(fn, module, carry, xs_BT):
-  """Runs fn(module, carry, x_t) over axis 1 of xs with the module's params shared by all steps."""
-  scan = nn.scan(fn, variable_broadcast='params', split_rngs={'params': False, 'dropout': True}, in_axes=1,
+def _scan_steps(fn, module, carry, xs, in_axes: int = 1):
+  """Runs fn(module, carry, x_t) over axis `in_axes` of xs (outputs stacked on axis 1), params shared by all steps."""
+  scan = nn.scan(fn, variable_broadcast='params', split_rngs={'params': False, 'dropout': True}, in_axes=in_axes,
                  out_axes=1)
-  return scan(module, carry, xs_BT)
+  return scan(module, carry, xs)
+
+
+def _split_input_kernels(kernels: recurrence.FusedKernels, embed_dim: int
+                         ) -> tuple[recurrence.FusedKernels, Array]:
+  """An RNN fed [y_{t-1}; f_t] -> (the kernels restricted to the y part, with the bias; W_i's rows for f [D_f, G]).
+
+  The y part does not depend on the recurrence, so its gates are computed for all steps before the scan.
+  """
+  return kernels._replace(input_kernel=kernels.input_kernel[:embed_dim]), kernels.input_kernel[embed_dim:]
 
 
 LOCALITIES = ('global', 'local_m', 'local_p')
@@ -301,10 +311,22 @@ class BahdanauCell(_CellBase):
 
     Only the recurrence is scanned. The readout and the vocabulary projection do not feed back, so they run
     once on [B, T, .] after the scan: a few large matmuls instead of T small dependent ones inside the loop,
-    forward and backward. Dropout sits in the same place as in `__call__` (on the readout, before `output`).
+    forward and backward. The RNN's input gates are split the same way: y_{t-1}'s part (with the bias) for all
+    steps at once before the scan, only the context's part inside it. Dropout sits in the same place as in
+    `__call__` (on the readout, before `output`).
     """
-    _, (states_BTH, context_BTD, weights_BTS) = _scan_steps(
-        lambda cell, c, x: cell.recurrent_step(c, x, memory, train=train), self, carry, embedded_BTE)
+    embed_dim = embedded_BTE.shape[-1]
+    kernels = self.rnn.kernels(embed_dim + memory.values.shape[-1])
+    embedded_kernels, context_kernel = _split_input_kernels(kernels, embed_dim)
+    embedded_gates_TBG = recurrence.input_gates(embedded_BTE, embedded_kernels)
+
+    def step(cell, carry, embedded_gates):
+      context, weights, carry = cell._attend(cell_output(carry['rnn']), carry, memory, train=train)
+      gates = embedded_gates + jnp.dot(context.astype(context_kernel.dtype), context_kernel)
+      rnn_carry, state = cell.rnn.step_from_gates(carry['rnn'], gates, kernels)
+      return {**carry, 'rnn': rnn_carry}, (state, context, weights)
+
+    _, (states_BTH, context_BTD, weights_BTS) = _scan_steps(step, self, carry, embedded_gates_TBG, in_axes=0)
     logits = self.readout_logits(states_BTH, context_BTD, embedded_BTE, train)
     if self.copy_attention:
       logits = self.output_log_probs(logits, states_BTH, context_BTD, embedded_BTE, weights_BTS, memory)
@@ -320,12 +342,15 @@ class LuongCell(_CellBase):
     self._setup_attention()
     self.combine = nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype, name='combine')
 
-  def _output(self, state: Array, context: Array, train: bool) -> tuple[Array, Array]:
-    attentional = jnp.tanh(self.combine(jnp.concatenate([context.astype(state.dtype), state], -1)))
-    return attentional, self.output(self.dropout(attentional, deterministic=not train))
+  def _attentional(self, state: Array, context: Array) -> Array:
+    """h~ = tanh(W_c [c; h]): [..., H], [..., D_enc] -> [..., H]."""
+    return jnp.tanh(self.combine(jnp.concatenate([context.astype(state.dtype), state], -1)))
 
-  def rnn_step(self, rnn_carry, x: Array):
-    return self.rnn(rnn_carry, x)
+  def _logits(self, attentional: Array, train: bool) -> Array:
+    """W_s dropout(h~): [..., H] -> [..., V] (flattened to [N, H] first: plain matmuls, see `readout_logits`)."""
+    flat = self.dropout(attentional.reshape(-1, attentional.shape[-1]), deterministic=not train)
+    logits = self.output(flat)
+    return logits.reshape(*attentional.shape[:-1], logits.shape[-1])
 
   def __call__(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False,
                hard: bool = False):
@@ -334,22 +359,45 @@ class LuongCell(_CellBase):
     if self.input_feeding:
       x = jnp.concatenate([prev_embedded, carry['attentional']], -1)
     rnn_carry, state = self.rnn(carry['rnn'], x)
+    carry, (attentional, weights) = self._attend_and_combine(carry, rnn_carry, state, memory, train=train, hard=hard)
+    return carry, (self._logits(attentional, train), weights)
+
+  def _attend_and_combine(self, carry: dict, rnn_carry, state: Array, memory: Memory, *, train: bool, hard: bool):
+    """After the RNN: attend with h_t and combine -> carry, (h~_t [B, H], weights [B, S])."""
     context, weights, carry = self._attend(state, carry, memory, train=train, hard=hard)
-    attentional, logits = self._output(state, context, train)
-    carry = {**carry, 'rnn': rnn_carry, 'attentional': attentional}
-    return carry, (logits, weights)
+    attentional = self._attentional(state, context)
+    return {**carry, 'rnn': rnn_carry, 'attentional': attentional}, (attentional, weights)
 
   def teacher_forced(self, carry: dict, embedded_BTE: Array, memory: Memory, *, train: bool = False):
     """All target steps -> (logits [B, T, V], weights [B, T, S]).
 
-    Without input feeding (and with a scorer and weighting that carry no state from step to step, local_m's
-    step counter aside) the RNN runs as one scan and attention is computed for all T steps at once: queries
-    [B, T, H] against the prepared keys.
+    The parts that do not feed back run outside the scan for all steps at once: y_{t-1}'s share of the RNN's
+    input gates (before it) and the vocabulary projection W_s h~_t (after it). Without input feeding (and with
+    a scorer and weighting that carry no state from step to step, local_m's step counter aside) the RNN runs
+    alone as one `recurrence.recurrence` and attention is computed for all T steps at once: queries [B, T, H]
+    against the prepared keys.
     """
+    embed_dim = embedded_BTE.shape[-1]
+    input_dim = embed_dim + (self.hidden_dim if self.input_feeding else 0)
+    kernels = self.rnn.kernels(input_dim)
+    embedded_kernels, feeding_kernel = _split_input_kernels(kernels, embed_dim)
+    embedded_gates_TBG = recurrence.input_gates(embedded_BTE, embedded_kernels)
     if self.input_feeding or self.scorer_state or self.weighting == 'monotonic':
-      _, outputs = _scan_steps(lambda cell, c, x: cell(c, x, memory, train=train), self, carry, embedded_BTE)
-      return outputs
-    _, states_BTH = _scan_steps(lambda cell, c, x: cell.rnn_step(c, x), self, carry['rnn'], embedded_BTE)
+
+      def step(cell, carry, embedded_gates):
+        gates = embedded_gates
+        if cell.input_feeding:
+          gates = gates + jnp.dot(carry['attentional'].astype(feeding_kernel.dtype), feeding_kernel)
+        rnn_carry, state = cell.rnn.step_from_gates(carry['rnn'], gates, kernels)
+        return cell._attend_and_combine(carry, rnn_carry, state, memory, train=train, hard=False)
+
+      _, (attentional_BTH, weights_BTS) = _scan_steps(step, self, carry, embedded_gates_TBG, in_axes=0)
+      return self._logits(attentional_BTH, train), weights_BTS
+    # The RNN alone: one recurrence with a batched weight gradient (`recurrence.recurrence`).
+    valid_TB = jnp.ones(embedded_gates_TBG.shape[:2], bool)
+    states_TBH, _ = recurrence.recurrence(self.cell_type, embedded_gates_TBG, carry['rnn'], kernels.hidden_kernel,
+                                          kernels.hidden_bias, valid_TB)
+    states_BTH = jnp.swapaxes(states_TBH, 0, 1)
     if self._plain_weighting:
       context_BTD, weights_BTS = self.attention.attend_prepared(states_BTH, memory.prepared, memory.values,
                                                                 memory.mask)
@@ -360,8 +408,7 @@ class LuongCell(_CellBase):
                                            step=steps_BT)
       context_BTD = attention_lib.context(weights_BTS, jnp.broadcast_to(
           memory.values[:, None], (*weights_BTS.shape, memory.values.shape[-1])))
-    _, logits = self._output(states_BTH, context_BTD, train)
-    return logits, weights_BTS
+    return self._logits(self._attentional(states_BTH, context_BTD), train), weights_BTS
 
 
 class PlainCell(_CellBase):
@@ -384,8 +431,25 @@ class PlainCell(_CellBase):
     return {**carry, 'rnn': rnn_carry}, (logits, jnp.zeros(memory.mask.shape, jnp.float32))
 
   def teacher_forced(self, carry: dict, embedded_BTE: Array, memory: Memory, *, train: bool = False):
-    _, outputs = _scan_steps(lambda cell, c, x: cell(c, x, memory, train=train), self, carry, embedded_BTE)
-    return outputs
+    """All target steps -> (logits [B, T, V], weights [B, T, S] all zero).
+
+    The context is the same at every step, so the RNN's input gates for all steps come from one matmul, the
+    RNN runs as one `recurrence.recurrence`, and the readout and logits are computed after it.
+    """
+    embed_dim = embedded_BTE.shape[-1]
+    context = memory.summary.astype(embedded_BTE.dtype)
+    kernels = self.rnn.kernels(embed_dim + context.shape[-1])
+    embedded_kernels, context_kernel = _split_input_kernels(kernels, embed_dim)
+    gates_TBG = recurrence.input_gates(embedded_BTE, embedded_kernels) + jnp.dot(context, context_kernel)[None]
+    valid_TB = jnp.ones(gates_TBG.shape[:2], bool)
+    states_TBH, _ = recurrence.recurrence(self.cell_type, gates_TBG, carry['rnn'], kernels.hidden_kernel,
+                                          kernels.hidden_bias, valid_TB)
+    states_BTH = jnp.swapaxes(states_TBH, 0, 1)
+    context_BTD = jnp.broadcast_to(context[:, None], (*states_BTH.shape[:2], context.shape[-1]))
+    inputs = jnp.concatenate([states_BTH, context_BTD, embedded_BTE], -1)
+    readout = jnp.tanh(self.readout(inputs.reshape(-1, inputs.shape[-1])))
+    logits = self.output(self.dropout(readout, deterministic=not train)).reshape(*inputs.shape[:-1], -1)
+    return logits, jnp.zeros((*logits.shape[:2], memory.mask.shape[-1]), jnp.float32)
 
 
 DECODERS = {'bahdanau': BahdanauCell, 'luong': LuongCell, 'none': PlainCell}

@@ -4,8 +4,8 @@ Every encoder maps embedded tokens to hidden states and a summary vector for ini
 
     outputs [B, S, D_enc], summary [B, D_sum] = encoder(embedded [B, S, E], mask [B, S], train=...)
 
-Padding is handled with `mask` (True = real token): the RNNs get per-example `seq_lengths`, so the final
-states are those of the last real token (forward) and the first token (backward direction).
+Padding is handled with `mask` (True = real token, left-aligned): the RNNs leave their state alone at padded
+positions, so the final states are those of the last real token (forward) and the first token (backward).
 """
 
 from __future__ import annotations
@@ -17,32 +17,33 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from attention_jax.models.recurrence import FLAX_CELL_NAMES
+from attention_jax.models.recurrence import FusedCell
+from attention_jax.models.recurrence import cell_output
+from attention_jax.models.recurrence import check_cell_type
+from attention_jax.models.recurrence import run_layer
 from attention_jax.modules import MultiHeadAttention
 
 Array = jax.Array
 
-RNN_CELLS = {'gru': nn.GRUCell, 'lstm': nn.OptimizedLSTMCell}
 
+def rnn_cell(cell_type: str, features: int, name: str | None = None, dtype: Any = jnp.float32) -> FusedCell:
+  """A GRU or LSTM cell by name ('gru' | 'lstm') computing in `dtype` (params float32); errors list valid names.
 
-def rnn_cell(cell_type: str, features: int, name: str | None = None, dtype: Any = jnp.float32) -> nn.RNNCellBase:
-  """A GRU or LSTM cell by name ('gru' | 'lstm') computing in `dtype` (params float32); errors list valid names."""
-  if cell_type not in RNN_CELLS:
-    raise ValueError(f'Unknown RNN cell {cell_type!r}. Valid cells: {", ".join(sorted(RNN_CELLS))}.')
-  return RNN_CELLS[cell_type](features=features, name=name, dtype=dtype, carry_init=_zeros_like_dtype(dtype))
-
-
-def _zeros_like_dtype(dtype):
-  """A carry initialiser in the computation dtype, so scans keep one carry type in mixed precision."""
-  return lambda rng, shape, _dtype=None: jnp.zeros(shape, dtype)
-
-
-def cell_output(carry) -> Array:
-  """The hidden state h of a GRU carry (h) or an LSTM carry (c, h): [B, H]."""
-  return carry[1] if isinstance(carry, tuple) else carry
+  Its parameters are those of `nn.GRUCell` / `nn.OptimizedLSTMCell`; it computes with fused gates
+  (`attention_jax.models.recurrence`).
+  """
+  check_cell_type(cell_type)
+  return FusedCell(cell_type, features, dtype=dtype, name=name)
 
 
 class RNNEncoder(nn.Module):
-  """A stack of GRU/LSTM layers, each optionally bidirectional (outputs concatenated), run with nn.RNN (a scan).
+  """A stack of GRU/LSTM layers, each optionally bidirectional (outputs concatenated).
+
+  Each layer is `recurrence.run_layer`: the input projection for all positions in one matmul, then a scan of
+  the recurrence with a batched weight gradient. The cells' parameters keep the names Flax's `nn.RNN` gave
+  them (`GRUCell_k` / `OptimizedLSTMCell_k`, k counting forward_0, backward_0, forward_1, ...), so checkpoints
+  written before the fused layers load unchanged.
 
   Attributes:
     cell_type: 'gru' or 'lstm'.
@@ -62,22 +63,22 @@ class RNNEncoder(nn.Module):
   @nn.compact
   def __call__(self, embedded: Array, mask: Array, *, train: bool = False) -> tuple[Array, Array]:
     """embedded [B, S, E], mask [B, S] -> (outputs [B, S, D_enc], summary [B, D_enc])."""
-    lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
+    check_cell_type(self.cell_type)
+    directions = 2 if self.bidirectional else 1
     x = embedded
     summary = None
     for layer in range(self.num_layers):
       if layer:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      forward = nn.RNN(rnn_cell(self.cell_type, self.hidden_dim, dtype=self.dtype), return_carry=True, name=f'forward_{layer}')
-      if self.bidirectional:
-        backward = nn.RNN(rnn_cell(self.cell_type, self.hidden_dim, dtype=self.dtype), return_carry=True, reverse=True,
-                          keep_order=True, name=f'backward_{layer}')
-        (carry_f, carry_b), x = nn.Bidirectional(forward, backward, return_carry=True, name=f'layer_{layer}')(
-            x, seq_lengths=lengths)
-        summary = jnp.concatenate([cell_output(carry_f), cell_output(carry_b)], axis=-1)
-      else:
-        carry, x = forward(x, seq_lengths=lengths)
-        summary = cell_output(carry)
+      outputs, finals = [], []
+      for direction in range(directions):
+        cell = rnn_cell(self.cell_type, self.hidden_dim, dtype=self.dtype,
+                        name=f'{FLAX_CELL_NAMES[self.cell_type]}_{directions * layer + direction}')
+        out, final = run_layer(cell, x, mask, reverse=direction == 1)
+        outputs.append(out)
+        finals.append(cell_output(final))
+      x = jnp.concatenate(outputs, axis=-1) if directions == 2 else outputs[0]
+      summary = jnp.concatenate(finals, axis=-1) if directions == 2 else finals[0]
     # Padded positions carry states of no token; zero them so they are inert as keys and values.
     return jnp.where(mask[..., None], x, 0.0), summary
 

@@ -1,14 +1,11 @@
 """Smoke tests of the benchmark package: helpers, batch format, and that the prototypes compute the library's
 functions (no timings are asserted; speed lives in `python -m benchmarks.*`)."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from attention_jax import attention
-from attention_jax.models import build_model
 from benchmarks import fast_paths
 from benchmarks import harness
 from benchmarks import throughput
@@ -49,35 +46,3 @@ def test_einsum_prototype_matches_multi_head_attend():
   actual = fast_paths.einsum_multi_head_attend(q, k, v, mask)
   for a, e in zip(actual, expected):
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-6)
-
-
-def test_fused_gru_cell_equals_flax_gru_cell():
-  x = jax.random.normal(jax.random.key(1), (3, 5))
-  h = jax.random.normal(jax.random.key(2), (3, 4))
-  reference = nn.GRUCell(features=4)
-  ref_params = reference.init(jax.random.key(3), h, x)['params']
-  ref_params = jax.tree.map(lambda p: p + 0.1, ref_params)   # non-zero biases
-  expected, _ = reference.apply({'params': ref_params}, h, x)
-  actual, _ = fast_paths.FusedGRUCell(features=4).apply({'params': fast_paths.fuse_gru_params(ref_params)}, h, x)
-  np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.slow
-def test_fused_gru_prototype_equals_the_library_model():
-  spec = {**throughput.SPEC, 'vocab_size': 30, 'embed_dim': 8, 'hidden_dim': 8, 'attention_dim': 8,
-          'batch_size': 2, 'source_length': 6, 'target_length': 5}
-  batch = throughput.make_batches(spec, 1)[0]
-  batch['source'][1, 3:] = 0                                   # padding: the encoders' seq_lengths matter
-  sizes = dict(source_vocab_size=30, target_vocab_size=30, max_source_length=6)
-  model = build_model(throughput.model_config(spec), **sizes)
-  params = model.init(jax.random.key(0), batch['source'], batch['target_in'])['params']
-  params = jax.tree.map(lambda p: p + 0.1, params)             # non-zero GRU biases
-  prototype = fast_paths.build_prototype(throughput.model_config(spec), **sizes)
-  converted = fast_paths.prototype_params(params)
-  shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)
-  assert shapes(converted) == shapes(prototype.init(jax.random.key(0), batch['source'], batch['target_in'])['params'])
-  assert 'fused_rnn' in converted['cell'] and 'FusedGRUCell_0' in converted['source_encoder']
-  expected = model.apply({'params': params}, batch['source'], batch['target_in'])
-  actual = prototype.apply({'params': converted}, batch['source'], batch['target_in'])
-  for a, e in zip(actual, expected):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-5)
