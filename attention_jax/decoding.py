@@ -35,6 +35,16 @@ def _log_probs(logits: Array) -> Array:
   return log_probs.at[..., PAD_ID].set(_NEG_INF).at[..., BOS_ID].set(_NEG_INF)
 
 
+def first_argmax(x: Array) -> Array:
+  """jnp.argmax over the last axis (the first maximal index; the first NaN if there is one): [..., V] -> [...]
+  int32. Two plain reductions (max, then min over the maximal indices): XLA:CPU's variadic (value, index)
+  argmax reduction took 0.4 ms a step at [64, 4000], more than the attention of the step (measured)."""
+  row_max = jnp.max(x, axis=-1, keepdims=True)
+  index = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+  is_max = (x == row_max) | jnp.isnan(x)
+  return jnp.min(jnp.where(is_max, index, x.shape[-1]), axis=-1)
+
+
 def _start(model: nn.Module, params, source: Array):
   variables = {'params': params}
   # Methods by name, so any model with encode / initial_state / decode_step decodes (e.g. ImageToSequence).
@@ -63,7 +73,7 @@ def greedy_decode(model: nn.Module, params, source: Array, max_length: int) -> t
   def body(state, _):
     carry, prev, finished = state
     carry, logits, weights = step(carry, prev, memory)
-    token = jnp.argmax(_log_probs(logits), axis=-1).astype(jnp.int32)
+    token = first_argmax(_log_probs(logits))
     token = jnp.where(finished, PAD_ID, token)
     weights = jnp.where(finished[:, None], 0.0, weights)
     return (carry, token, finished | (token == EOS_ID)), (token, weights)

@@ -49,6 +49,11 @@ SPEC = {
     'learning_rate': 1e-3,
 }
 from attention_jax.special_tokens import BOS_ID, EOS_ID, FIRST_TOKEN_ID  # noqa: E402
+BEAM_SIZE = 4
+# Idle time before each worker's turn: thread pools that spin-wait after their work (OpenMP, Eigen) go quiet
+# before the next framework computes, so no framework runs while another's threads still hold a core.
+PAUSE_S = 0.5
+DECODE_MODES = ('greedy', 'beam')
 PROTOCOL = '@@'   # prefix of the worker's protocol lines (libraries may print to stdout too)
 
 
@@ -98,6 +103,17 @@ class JaxTrainer:
     self.num_params = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
     train_step = functools.partial(steps.train_step, loss_fn=functools.partial(translation.sequence_loss, model=model))
     self._step = jax.jit(train_step, donate_argnums=0)
+    from attention_jax import decoding
+    self.model, self.decoding = model, decoding
+
+  def decode(self, mode: str, source: np.ndarray, max_length: int) -> np.ndarray:
+    """greedy | beam (K = 4, length penalty 0.6): source [B, S] -> tokens [B, max_length] on the host."""
+    if mode == 'greedy':
+      tokens, _ = self.decoding.greedy_decode(self.model, self.state.params, source, max_length=max_length)
+    else:
+      tokens, _ = self.decoding.beam_search(self.model, self.state.params, source, max_length=max_length,
+                                            beam_size=BEAM_SIZE, length_penalty=0.6)
+    return np.asarray(tokens)                                   # synchronises
 
   def step(self, batch: dict[str, np.ndarray]) -> float:
     self.state, metrics = self._step(self.state, batch)
@@ -143,9 +159,20 @@ def run_worker(framework: str, threads: int, warmup: int) -> None:
     command = line.split()
     if not command or command[0] == 'quit':
       break
-    count = int(command[1])
+    count = int(command[-1])
     chosen = [batches[(cursor + i) % len(batches)] for i in range(count)]
     cursor += count
+    if command[0] == 'decode':            # 'decode greedy|beam N': N batches decoded, each timed
+      if not hasattr(trainer, 'decode'):
+        _send({'unsupported': True})
+        continue
+      times = []
+      for batch in chosen:
+        start = time.perf_counter()
+        trainer.decode(command[1], batch['source'], SPEC['target_length'])
+        times.append(time.perf_counter() - start)
+      _send({'times': times})
+      continue
     times, loss = trainer.timed_steps(chosen)
     _send({'times': times, 'loss': loss})
 
@@ -167,6 +194,11 @@ class _Worker:
 
   def run_steps(self, count: int) -> dict:
     self.process.stdin.write(f'steps {count}\n')
+    self.process.stdin.flush()
+    return self.receive()
+
+  def run_decode(self, mode: str, count: int) -> dict:
+    self.process.stdin.write(f'decode {mode} {count}\n')
     self.process.stdin.flush()
     return self.receive()
 
@@ -195,6 +227,8 @@ def main(argv=None) -> dict:
   parser.add_argument('--rounds', type=int, default=None, help='interleaved rounds')
   parser.add_argument('--steps', type=int, default=None, help='timed steps per framework per round')
   parser.add_argument('--warmup', type=int, default=3, help='untimed steps after the first (compiling) one')
+  parser.add_argument('--decode_rounds', type=int, default=None,
+                      help='interleaved rounds of greedy and beam-4 decoding (2 batches each; 0: none)')
   parser.add_argument('--worker', default=None, help=argparse_hidden())
   args = parser.parse_args(argv)
   if args.worker:
@@ -224,11 +258,14 @@ def main(argv=None) -> dict:
     for r in range(rounds):
       order = frameworks[r % len(frameworks):] + frameworks[:r % len(frameworks)]
       for framework in order:
+        time.sleep(PAUSE_S)
         result = workers[framework].run_steps(steps_per_round)
         times[framework].extend(result['times'])
         round_medians[framework].append(1e3 * statistics.median(result['times']))
       print(f'  round {r + 1}/{rounds}: ' + ', '.join(f'{f} {round_medians[f][-1]:.1f} ms' for f in frameworks),
             flush=True)
+    decode_rounds = args.decode_rounds if args.decode_rounds is not None else (1 if args.quick else 4)
+    decode_times = _decode_rounds(workers, frameworks, decode_rounds)
     load_after = harness.load_average()
   finally:
     for worker in workers.values():
@@ -260,13 +297,51 @@ def main(argv=None) -> dict:
   print(harness.markdown_table(rows, ['framework', 'params', 'median_step_ms', 'p25_ms', 'p75_ms', 'tokens_per_s',
                                       'attention_jax_speedup', 'best_round_ms', 'speedup_best_rounds',
                                       'first_step_s'], digits=2))
+  decode_rows = []
+  for (framework, mode), mode_times in decode_times.items():
+    median_s = statistics.median(mode_times)
+    decode_rows.append({'framework': framework, 'decoding': 'greedy' if mode == 'greedy' else f'beam {BEAM_SIZE}',
+                        'median_batch_ms': 1e3 * median_s, 'sentences_per_s': SPEC['batch_size'] / median_s,
+                        'batches_timed': len(mode_times)})
+  for row in decode_rows:
+    reference_row = next((r for r in decode_rows if r['framework'] == 'attention_jax' and
+                          r['decoding'] == row['decoding']), None)
+    row['attention_jax_speedup'] = (reference_row['sentences_per_s'] / row['sentences_per_s']
+                                    if reference_row else None)
+  if decode_rows:
+    print(f'\n## Decoding (batches of {SPEC["batch_size"]} sources, {SPEC["target_length"]} output positions, '
+          f'every step run; median over {decode_rounds} interleaved rounds of 2 batches)\n')
+    print(harness.markdown_table(decode_rows, ['framework', 'decoding', 'median_batch_ms', 'sentences_per_s',
+                                               'attention_jax_speedup'], digits=2))
   print('\n' + '\n'.join(f'- {r["framework"]}: {r["settings"]}' for r in rows))
   print(f'\nload average before/after: {load_before} / {load_after}')
   print(f'rerun: {command}')
   result = {'machine': info, 'command': command, 'spec': SPEC, 'rounds': rounds, 'steps_per_round': steps_per_round,
-            'load_average_before': load_before, 'load_average_after': load_after, 'rows': rows}
+            'load_average_before': load_before, 'load_average_after': load_after, 'rows': rows,
+            'decode_rows': decode_rows}
   harness.write_json(args.out, result)
   return result
+
+
+def _decode_rounds(workers: dict, frameworks: list[str], rounds: int) -> dict[tuple[str, str], list[float]]:
+  """Greedy and beam decoding, each framework's first call (compilation) untimed, then `rounds` interleaved
+  rounds of 2 batches -> {(framework, mode): batch times in seconds} for the frameworks that decode."""
+  if rounds <= 0:
+    return {}
+  decoders = [f for f in frameworks if not workers[f].run_decode('greedy', 1).get('unsupported')]
+  for framework in decoders:
+    workers[framework].run_decode('beam', 1)
+  times = {(f, mode): [] for f in decoders for mode in DECODE_MODES}
+  for r in range(rounds):
+    order = decoders[r % max(len(decoders), 1):] + decoders[:r % max(len(decoders), 1)]
+    for mode in DECODE_MODES:
+      for framework in order:
+        time.sleep(PAUSE_S)
+        times[(framework, mode)].extend(workers[framework].run_decode(mode, 2)['times'])
+    print(f'  decoding round {r + 1}/{rounds}: ' + ', '.join(
+        f'{f} {mode} {1e3 * statistics.median(times[(f, mode)][-2:]):.1f} ms' for f in decoders
+        for mode in DECODE_MODES), flush=True)
+  return times
 
 
 def argparse_hidden():

@@ -117,6 +117,16 @@ class AttnDecoderRNN(nn.Module):
     readout = torch.tanh(self.readout(torch.cat((output, context, embedded), dim=2)))
     return self.out(readout), hidden
 
+  def initial_state(self, memory: dict) -> dict:
+    """The decoding state, batch first so beam search can reorder it: {'h': [B, H]}."""
+    return {'h': torch.tanh(self.bridge(memory['summary']))}
+
+  def decode_step(self, state: dict, prev_tokens, memory: dict):
+    """Inference: prev_tokens [B] -> state, logits [B, V], weights [B, S] (`forward_step`, one position)."""
+    logits, hidden = self.forward_step(prev_tokens.unsqueeze(1), state['h'].unsqueeze(0), memory['values'],
+                                       memory['projected_keys'])
+    return {'h': hidden.squeeze(0)}, logits.squeeze(1), None
+
 
 class Seq2Seq(nn.Module):
 
@@ -128,6 +138,11 @@ class Seq2Seq(nn.Module):
   def forward(self, source, target_in):
     encoder_outputs, encoder_hidden = self.encoder(source)
     return self.decoder(encoder_outputs, encoder_hidden, target_in)
+
+  def encode(self, source) -> dict:
+    """source [B, S] -> the decoder's memory, batch first: values [B, S, H], projected keys, summary [B, H]."""
+    outputs, hidden = self.encoder(source)
+    return {'values': outputs, 'projected_keys': self.decoder.attention.Ua(outputs), 'summary': hidden.squeeze(0)}
 
 
 class Trainer:
@@ -153,6 +168,14 @@ class Trainer:
     loss.backward()
     self.optimizer.step()
     return loss.item()
+
+  def decode(self, mode: str, source: np.ndarray, max_length: int) -> np.ndarray:
+    """greedy | beam (K = 4, length penalty 0.6), attention_jax.decoding's algorithms: source [B, S] -> tokens."""
+    self.model.eval()
+    source = torch.from_numpy(source).long()
+    if mode == 'greedy':
+      return greedy_decode(self.model, source, max_length).numpy()
+    return beam_search(self.model, source, max_length, beam_size=4, length_penalty=0.6).numpy()
 
   def timed_steps(self, batches: list[dict[str, np.ndarray]]) -> tuple[list[float], float]:
     times, loss = [], 0.0
@@ -334,7 +357,7 @@ def _log_probs(logits):
 
 
 @torch.inference_mode()
-def greedy_decode(model: LuongSeq2Seq, source, max_length: int):
+def greedy_decode(model: nn.Module, source, max_length: int):
   """The most likely token at every step: source [B, S] long -> tokens [B, T] long (EOS, then PAD)."""
   memory = model.encode(source)
   state = model.decoder.initial_state(memory)
@@ -355,7 +378,7 @@ def length_penalty_factor(length, alpha: float):
 
 
 @torch.inference_mode()
-def beam_search(model: LuongSeq2Seq, source, max_length: int, beam_size: int = 4, length_penalty: float = 0.6):
+def beam_search(model: nn.Module, source, max_length: int, beam_size: int = 4, length_penalty: float = 0.6):
   """Batched beam search, attention_jax.decoding.beam_search's algorithm: source [B, S] -> tokens [B, T] long.
 
   K alive hypotheses ranked by log-probability and the K best finished ones ranked by log P / lp; each step

@@ -174,3 +174,15 @@ def test_decode_is_greedy_or_beam_search_on_host(scorer, decoder):
   assert tokens.dtype == np.int32 and weights.dtype == np.float32
   np.testing.assert_array_equal(tokens, beam_tokens)
   np.testing.assert_array_equal(weights, beam_weights)
+
+
+def test_first_argmax_is_numpy_argmax_with_ties_and_nans():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(6, 50)).astype(np.float32)
+  x[1, 7] = x[1, 30] = x[1].max() + 1.0                 # a tie: the first index wins
+  x[2, 11] = np.nan                                      # NaN counts as maximal, as in numpy
+  x[3, :] = -np.inf
+  x[4, 20] = np.inf
+  np.testing.assert_array_equal(decoding.first_argmax(jnp.asarray(x)), np.argmax(x, axis=-1))
+  batched = rng.normal(size=(2, 3, 9)).astype(np.float32)
+  np.testing.assert_array_equal(decoding.first_argmax(jnp.asarray(batched)), np.argmax(batched, axis=-1))
