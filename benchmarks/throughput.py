@@ -3,6 +3,7 @@
     python -m benchmarks.throughput                 # full run (~2-4 minutes on 2 cores)
     python -m benchmarks.throughput --quick         # smoke test (< 60 s)
     python -m benchmarks.throughput --frameworks attention_jax,pytorch
+    python -m benchmarks.throughput --frameworks attention_jax --baseline_tree ../before   # before/after a change
 
 The model (the same in all three; parameter counts are printed): GRU encoder (unidirectional), Bahdanau
 decoder (attention from the previous state, context fed to the GRU, readout tanh(W[s; c; y]) -> vocabulary),
@@ -50,6 +51,7 @@ SPEC = {
 }
 from attention_jax.special_tokens import BOS_ID, EOS_ID, FIRST_TOKEN_ID  # noqa: E402
 BEAM_SIZE = 4
+BASELINE = 'attention_jax_baseline'   # attention_jax of another checkout (--baseline_tree)
 # Idle time before each worker's turn: thread pools that spin-wait after their work (OpenMP, Eigen) go quiet
 # before the next framework computes, so no framework runs while another's threads still hold a core.
 PAUSE_S = 0.5
@@ -180,11 +182,13 @@ def run_worker(framework: str, threads: int, warmup: int) -> None:
 class _Worker:
   """A running worker process and its protocol."""
 
-  def __init__(self, framework: str, threads: int, warmup: int):
+  def __init__(self, framework: str, threads: int, warmup: int, tree: str | None = None):
+    """tree: run attention_jax from this checkout instead (another commit: a before/after comparison)."""
     self.framework = framework
     self.process = subprocess.Popen(
-        [sys.executable, '-m', MODULE, '--worker', framework, '--threads', str(threads), '--warmup', str(warmup)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=os.getcwd(), env=dict(os.environ))
+        [sys.executable, '-m', MODULE, '--worker', 'attention_jax' if tree else framework, '--threads', str(threads),
+         '--warmup', str(warmup)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tree or os.getcwd(), env=dict(os.environ))
 
   def receive(self) -> dict:
     for line in self.process.stdout:
@@ -227,6 +231,9 @@ def main(argv=None) -> dict:
   parser.add_argument('--rounds', type=int, default=None, help='interleaved rounds')
   parser.add_argument('--steps', type=int, default=None, help='timed steps per framework per round')
   parser.add_argument('--warmup', type=int, default=3, help='untimed steps after the first (compiling) one')
+  parser.add_argument('--baseline_tree', default=None,
+                      help='a checkout of another commit (e.g. `git worktree add ../before <commit>`): its '
+                           'attention_jax trains alongside as attention_jax_baseline (training steps only)')
   parser.add_argument('--decode_rounds', type=int, default=None,
                       help='interleaved rounds of greedy and beam-4 decoding (2 batches each; 0: none)')
   parser.add_argument('--worker', default=None, help=argparse_hidden())
@@ -241,6 +248,8 @@ def main(argv=None) -> dict:
   frameworks = [f for f in requested if available(f)]
   for f in set(requested) - set(frameworks):
     print(f'skipping {f}: not installed (pip install -r requirements-bench.txt)')
+  if args.baseline_tree:
+    frameworks.append(BASELINE)
   info = harness.machine_info(('torch', 'tensorflow-cpu', 'tensorflow', 'keras'))
   print(f'# training throughput on {info["cpu"]} ({info["cpu_count"]} cores); {rounds} interleaved rounds x '
         f'{steps_per_round} steps per framework\n', flush=True)
@@ -248,7 +257,8 @@ def main(argv=None) -> dict:
   workers, ready = {}, {}
   try:
     for framework in frameworks:          # started one at a time so their compile times do not overlap
-      workers[framework] = _Worker(framework, args.threads, args.warmup)
+      workers[framework] = _Worker(framework, args.threads, args.warmup,
+                                   tree=args.baseline_tree if framework == BASELINE else None)
       ready[framework] = workers[framework].receive()
       print(f'  {framework:14s} ready: {ready[framework]["num_params"]:,} params, first step (compile/trace) '
             f'{ready[framework]["first_step_s"]:.1f} s; {ready[framework]["settings"]}', flush=True)
@@ -328,7 +338,7 @@ def _decode_rounds(workers: dict, frameworks: list[str], rounds: int) -> dict[tu
   rounds of 2 batches -> {(framework, mode): batch times in seconds} for the frameworks that decode."""
   if rounds <= 0:
     return {}
-  decoders = [f for f in frameworks if not workers[f].run_decode('greedy', 1).get('unsupported')]
+  decoders = [f for f in frameworks if f != BASELINE and not workers[f].run_decode('greedy', 1).get('unsupported')]
   for framework in decoders:
     workers[framework].run_decode('beam', 1)
   times = {(f, mode): [] for f in decoders for mode in DECODE_MODES}

@@ -150,18 +150,18 @@ class Trainer:
 
   name = 'pytorch'
 
-  def __init__(self, spec: dict, threads: int):
+  def __init__(self, spec: dict, threads: int, device: str = 'cpu'):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    self.settings = f'torch {torch.__version__}, eager, set_num_threads({threads})'
-    self.model = Seq2Seq(spec['vocab_size'], spec['embed_dim'], spec['hidden_dim'], spec['attention_dim'])
+    self.device = torch.device(device)
+    self.settings = f'torch {torch.__version__}, eager, set_num_threads({threads}), {device}'
+    self.model = Seq2Seq(spec['vocab_size'], spec['embed_dim'], spec['hidden_dim'], spec['attention_dim']).to(device)
     self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec['learning_rate'])
     self.num_params = sum(p.numel() for p in self.model.parameters())
 
   def step(self, batch: dict[str, np.ndarray]) -> float:
-    source = torch.from_numpy(batch['source']).long()
-    target_in = torch.from_numpy(batch['target_in']).long()
-    target_out = torch.from_numpy(batch['target_out']).long()
+    source, target_in, target_out = (torch.from_numpy(batch[key]).long().to(self.device)
+                                     for key in ('source', 'target_in', 'target_out'))
     self.optimizer.zero_grad()
     logits = self.model(source, target_in)
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_out.reshape(-1))
@@ -172,10 +172,10 @@ class Trainer:
   def decode(self, mode: str, source: np.ndarray, max_length: int) -> np.ndarray:
     """greedy | beam (K = 4, length penalty 0.6), attention_jax.decoding's algorithms: source [B, S] -> tokens."""
     self.model.eval()
-    source = torch.from_numpy(source).long()
+    source = torch.from_numpy(source).long().to(self.device)
     if mode == 'greedy':
-      return greedy_decode(self.model, source, max_length).numpy()
-    return beam_search(self.model, source, max_length, beam_size=4, length_penalty=0.6).numpy()
+      return greedy_decode(self.model, source, max_length).cpu().numpy()
+    return beam_search(self.model, source, max_length, beam_size=4, length_penalty=0.6).cpu().numpy()
 
   def timed_steps(self, batches: list[dict[str, np.ndarray]]) -> tuple[list[float], float]:
     times, loss = [], 0.0
@@ -361,8 +361,8 @@ def greedy_decode(model: nn.Module, source, max_length: int):
   """The most likely token at every step: source [B, S] long -> tokens [B, T] long (EOS, then PAD)."""
   memory = model.encode(source)
   state = model.decoder.initial_state(memory)
-  prev = torch.full((source.size(0),), BOS_ID, dtype=torch.long)
-  finished = torch.zeros(source.size(0), dtype=torch.bool)
+  prev = torch.full((source.size(0),), BOS_ID, dtype=torch.long, device=source.device)
+  finished = torch.zeros(source.size(0), dtype=torch.bool, device=source.device)
   tokens = []
   for _ in range(max_length):          # all max_length steps, as attention_jax's scan
     state, logits, _ = model.decoder.decode_step(state, prev, memory)
@@ -388,12 +388,13 @@ def beam_search(model: nn.Module, source, max_length: int, beam_size: int = 4, l
   batch, k = source.size(0), beam_size
   memory = {name: value.repeat_interleave(k, dim=0) for name, value in model.encode(source).items()}
   state = model.decoder.initial_state(memory)
-  alive_tokens = torch.zeros(batch, k, max_length, dtype=torch.long)
-  alive_log_prob = torch.full((batch, k), _NEG_INF)
+  device = source.device
+  alive_tokens = torch.zeros(batch, k, max_length, dtype=torch.long, device=device)
+  alive_log_prob = torch.full((batch, k), _NEG_INF, device=device)
   alive_log_prob[:, 0] = 0.0          # only beam 0 is live at first, so step 1 does not pick K copies of a token
-  last = torch.full((batch, k), BOS_ID, dtype=torch.long)
-  finished_tokens = torch.zeros(batch, k, max_length, dtype=torch.long)
-  finished_score = torch.full((batch, k), _NEG_INF)
+  last = torch.full((batch, k), BOS_ID, dtype=torch.long, device=device)
+  finished_tokens = torch.zeros(batch, k, max_length, dtype=torch.long, device=device)
+  finished_score = torch.full((batch, k), _NEG_INF, device=device)
   take = lambda x, index: torch.gather(x, 1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand(
       *index.shape, *x.shape[2:]))
   for t in range(max_length):
@@ -411,10 +412,10 @@ def beam_search(model: nn.Module, source, max_length: int, beam_size: int = 4, l
     finished_tokens = take(torch.cat([finished_tokens, tokens], dim=1), best)
     alive_log_prob, keep = top_log_prob.masked_fill(is_eos, _NEG_INF).topk(k, dim=1)
     alive_tokens, last = take(tokens, keep), take(token, keep)
-    rows = (torch.arange(batch).unsqueeze(1) * k + take(beam, keep)).reshape(-1)
+    rows = (torch.arange(batch, device=device).unsqueeze(1) * k + take(beam, keep)).reshape(-1)
     state = {name: value.index_select(0, rows) for name, value in state.items()}
   alive_score = alive_log_prob / length_penalty_factor(max_length, length_penalty)
-  best_alive = alive_tokens[torch.arange(batch), alive_score.argmax(1)]
+  best_alive = alive_tokens[torch.arange(batch, device=device), alive_score.argmax(1)]
   any_finished = (finished_score[:, 0] > _NEG_INF / 2).unsqueeze(1)
   return torch.where(any_finished, finished_tokens[:, 0], best_alive)
 
