@@ -173,9 +173,10 @@ def tanh_scores(key_part: Array, query_part: Array, v: Array) -> Array:
   """e_j = v^T tanh(key_part_j + query_part), the tanh-MLP scorers' common core: key_part [S, H], query_part
   [H] or [S, H], v [H] -> [S].
 
-  Its backward pass recomputes the [S, H] hidden layer from the inputs instead of keeping it: inside a decoder's
-  scan that saves a [T, S, H] residual per example (the inputs are loop-invariant or small), and the
-  recomputation is one tanh.
+  Its backward pass recomputes the [S, H] hidden layer from the inputs instead of keeping it. Inside a decoder's
+  scan, additive attention's inputs are the loop-invariant key part and an [H] query part, so no [T, S, H]
+  residual is stacked at all, for the price of one more tanh; location_aware's and coverage's query parts are
+  [S, H] at every step and are kept instead of the hidden layer (the same size).
   """
   return jnp.tanh(key_part + query_part) @ v
 

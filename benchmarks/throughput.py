@@ -161,6 +161,8 @@ def run_worker(framework: str, threads: int, warmup: int) -> None:
     command = line.split()
     if not command or command[0] == 'quit':
       break
+    if command[0] not in ('steps', 'decode'):
+      raise ValueError(f'unknown worker command {line.strip()!r}: expected "steps N", "decode MODE N" or "quit"')
     count = int(command[-1])
     chosen = [batches[(cursor + i) % len(batches)] for i in range(count)]
     cursor += count
@@ -260,6 +262,8 @@ def main(argv=None) -> dict:
       workers[framework] = _Worker(framework, args.threads, args.warmup,
                                    tree=args.baseline_tree if framework == BASELINE else None)
       ready[framework] = workers[framework].receive()
+      if framework == BASELINE:
+        ready[framework]['settings'] += f'; the checkout {args.baseline_tree} at {_commit(args.baseline_tree)}'
       print(f'  {framework:14s} ready: {ready[framework]["num_params"]:,} params, first step (compile/trace) '
             f'{ready[framework]["first_step_s"]:.1f} s; {ready[framework]["settings"]}', flush=True)
     load_before = harness.load_average()
@@ -352,6 +356,13 @@ def _decode_rounds(workers: dict, frameworks: list[str], rounds: int) -> dict[tu
         f'{f} {mode} {1e3 * statistics.median(times[(f, mode)][-2:]):.1f} ms' for f in decoders
         for mode in DECODE_MODES), flush=True)
   return times
+
+
+def _commit(tree: str) -> str:
+  """The commit a checkout is at (its HEAD), or 'unknown commit' outside git."""
+  done = subprocess.run(['git', '-C', tree, 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                        check=False)
+  return done.stdout.strip() or 'unknown commit'
 
 
 def argparse_hidden():

@@ -162,6 +162,7 @@ class Trainer:
   def step(self, batch: dict[str, np.ndarray]) -> float:
     source, target_in, target_out = (torch.from_numpy(batch[key]).long().to(self.device)
                                      for key in ('source', 'target_in', 'target_out'))
+    self.model.train()
     self.optimizer.zero_grad()
     logits = self.model(source, target_in)
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_out.reshape(-1))
@@ -169,13 +170,13 @@ class Trainer:
     self.optimizer.step()
     return loss.item()
 
-  def decode(self, mode: str, source: np.ndarray, max_length: int) -> np.ndarray:
-    """greedy | beam (K = 4, length penalty 0.6), attention_jax.decoding's algorithms: source [B, S] -> tokens."""
+  def decode(self, mode: str, source: np.ndarray, max_length: int, beam_size: int = 4) -> np.ndarray:
+    """greedy | beam (length penalty 0.6), attention_jax.decoding's algorithms: source [B, S] -> tokens [B, T]."""
     self.model.eval()
     source = torch.from_numpy(source).long().to(self.device)
     if mode == 'greedy':
       return greedy_decode(self.model, source, max_length).cpu().numpy()
-    return beam_search(self.model, source, max_length, beam_size=4, length_penalty=0.6).cpu().numpy()
+    return beam_search(self.model, source, max_length, beam_size=beam_size, length_penalty=0.6).cpu().numpy()
 
   def timed_steps(self, batches: list[dict[str, np.ndarray]]) -> tuple[list[float], float]:
     times, loss = [], 0.0

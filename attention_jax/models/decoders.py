@@ -43,8 +43,8 @@ from attention_jax import copy_attention as copy_lib
 from attention_jax import scoring
 from attention_jax import weighting as weighting_lib
 from attention_jax.models import recurrence
+from attention_jax.models.recurrence import FusedCell
 from attention_jax.models.recurrence import cell_output
-from attention_jax.models.encoders import rnn_cell
 from attention_jax.modules import Attention
 from attention_jax.modules import PreparedKeys
 
@@ -131,7 +131,7 @@ class _CellBase(nn.Module):
   dtype: Any = jnp.float32
 
   def _setup_common(self):
-    self.rnn = rnn_cell(self.cell_type, self.hidden_dim, dtype=self.dtype)
+    self.rnn = FusedCell(self.cell_type, self.hidden_dim, dtype=self.dtype)
     self.bridge = nn.Dense(self.hidden_dim, dtype=self.dtype, name='bridge')
     self.output = nn.Dense(self.vocab_size, dtype=self.dtype, name='output')
     self.dropout = nn.Dropout(self.dropout_rate)
@@ -440,7 +440,8 @@ class PlainCell(_CellBase):
     context = memory.summary.astype(embedded_BTE.dtype)
     kernels = self.rnn.kernels(embed_dim + context.shape[-1])
     embedded_kernels, context_kernel = _split_input_kernels(kernels, embed_dim)
-    gates_TBG = recurrence.input_gates(embedded_BTE, embedded_kernels) + jnp.dot(context, context_kernel)[None]
+    context_gates = jnp.dot(context.astype(context_kernel.dtype), context_kernel)
+    gates_TBG = recurrence.input_gates(embedded_BTE, embedded_kernels) + context_gates[None]
     valid_TB = jnp.ones(gates_TBG.shape[:2], bool)
     states_TBH, _ = recurrence.recurrence(self.cell_type, gates_TBG, carry['rnn'], kernels.hidden_kernel,
                                           kernels.hidden_bias, valid_TB)

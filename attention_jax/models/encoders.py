@@ -20,21 +20,10 @@ import jax.numpy as jnp
 from attention_jax.models.recurrence import FLAX_CELL_NAMES
 from attention_jax.models.recurrence import FusedCell
 from attention_jax.models.recurrence import cell_output
-from attention_jax.models.recurrence import check_cell_type
 from attention_jax.models.recurrence import run_layer
 from attention_jax.modules import MultiHeadAttention
 
 Array = jax.Array
-
-
-def rnn_cell(cell_type: str, features: int, name: str | None = None, dtype: Any = jnp.float32) -> FusedCell:
-  """A GRU or LSTM cell by name ('gru' | 'lstm') computing in `dtype` (params float32); errors list valid names.
-
-  Its parameters are those of `nn.GRUCell` / `nn.OptimizedLSTMCell`; it computes with fused gates
-  (`attention_jax.models.recurrence`).
-  """
-  check_cell_type(cell_type)
-  return FusedCell(cell_type, features, dtype=dtype, name=name)
 
 
 class RNNEncoder(nn.Module):
@@ -63,7 +52,6 @@ class RNNEncoder(nn.Module):
   @nn.compact
   def __call__(self, embedded: Array, mask: Array, *, train: bool = False) -> tuple[Array, Array]:
     """embedded [B, S, E], mask [B, S] -> (outputs [B, S, D_enc], summary [B, D_enc])."""
-    check_cell_type(self.cell_type)
     directions = 2 if self.bidirectional else 1
     x = embedded
     summary = None
@@ -72,8 +60,8 @@ class RNNEncoder(nn.Module):
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       outputs, finals = [], []
       for direction in range(directions):
-        cell = rnn_cell(self.cell_type, self.hidden_dim, dtype=self.dtype,
-                        name=f'{FLAX_CELL_NAMES[self.cell_type]}_{directions * layer + direction}')
+        cell = FusedCell(self.cell_type, self.hidden_dim, dtype=self.dtype,
+                         name=f'{FLAX_CELL_NAMES[self.cell_type]}_{directions * layer + direction}')
         out, final = run_layer(cell, x, mask, reverse=direction == 1)
         outputs.append(out)
         finals.append(cell_output(final))

@@ -246,18 +246,18 @@ def input_gates(x_BTD: Array, kernels: FusedKernels) -> Array:
   return gates.reshape(T, B, -1)
 
 
-def run_layer(cell: FusedCell, x_BTD: Array, mask_BT: Array, *, reverse: bool = False, carry0=None):
+def run_layer(cell: FusedCell, x_BTD: Array, mask_BT: Array, *, reverse: bool = False):
   """One GRU/LSTM layer over a padded batch: x [B, T, d], mask [B, T] (True = real token, left-aligned).
 
   Returns (outputs [B, T, H], final carry). reverse=True reads each sequence from its last real token back to
   its first (Flax's `nn.RNN(reverse=True, keep_order=True)` with seq_lengths): outputs stay in input order, and
-  the final carry is the state after the first token. Outputs at padded positions repeat the last real state.
+  the final carry is the state after the first token. Both start from a zero carry. Outputs at padded positions
+  are not states of any token (forward: the last real state again; reverse: the initial zeros); mask them.
   """
   kernels = cell.kernels(x_BTD.shape[-1])
   gates_TBG = input_gates(x_BTD, kernels)
   valid_TB = jnp.swapaxes(mask_BT, 0, 1)
-  if carry0 is None:
-    carry0 = cell.initialize_carry(None, x_BTD[:, 0].shape)
+  carry0 = cell.initialize_carry(None, x_BTD[:, 0].shape)
   if reverse:
     gates_TBG, valid_TB = gates_TBG[::-1], valid_TB[::-1]
   outputs_TBH, final = recurrence(cell.cell_type, gates_TBG, carry0, kernels.hidden_kernel, kernels.hidden_bias,

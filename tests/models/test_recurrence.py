@@ -9,6 +9,7 @@ from jax.test_util import check_grads
 
 from attention_jax import score_functions
 from attention_jax.models import recurrence
+from attention_jax.models import build_model
 from attention_jax.models.encoders import RNNEncoder
 
 FLAX_CELLS = {'gru': nn.GRUCell, 'lstm': nn.OptimizedLSTMCell}
@@ -41,6 +42,13 @@ class FlaxRNNEncoder(nn.Module):
     return jnp.where(mask[..., None], x, 0.0), summary
 
 
+def _perturbed(params, scale=0.1):
+  """params + scale * N(0, 1): Flax initialises every bias to zero, which would hide a misplaced bias."""
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(7), len(leaves))
+  return jax.tree.unflatten(tree, [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+
+
 def _inputs(batch=3, length=7, dim=5):
   x = jax.random.normal(jax.random.key(1), (batch, length, dim))
   mask = jnp.arange(length)[None] < jnp.array([length, 4, 1])[:, None]
@@ -60,6 +68,7 @@ def test_encoder_is_flax_rnn_with_the_same_parameters(cell_type, bidirectional, 
   for a, b in zip(jax.tree.leaves(own), jax.tree.leaves(params)):
     np.testing.assert_array_equal(a, b)
 
+  params = _perturbed(params)
   outputs, summary = fused.apply(params, x, mask)
   expected_outputs, expected_summary = reference.apply(params, x, mask)
   np.testing.assert_allclose(outputs, expected_outputs, atol=1e-6)
@@ -86,18 +95,17 @@ def test_fused_cells_step_like_the_papers_equations_in_numpy():
   c = rng.normal(size=(2, 4)).astype(np.float32)
 
   gru = recurrence.FusedCell('gru', 4)
-  params = gru.init(jax.random.key(0), h, x)['params']
+  params = _perturbed(gru.init(jax.random.key(0), h, x)['params'])
   W = {name: np.asarray(p['kernel']) for name, p in params.items()}
   b = {name: np.asarray(p['bias']) for name, p in params.items() if 'bias' in p}
   r = _sigmoid(x @ W['ir'] + b['ir'] + h @ W['hr'])
   z = _sigmoid(x @ W['iz'] + b['iz'] + h @ W['hz'])
   n = np.tanh(x @ W['in'] + b['in'] + r * (h @ W['hn'] + b['hn']))
-  new_h, out = gru.apply({'params': params}, h, x)
+  new_h, _ = gru.apply({'params': params}, h, x)
   np.testing.assert_allclose(new_h, (1 - z) * n + z * h, atol=1e-6)
-  np.testing.assert_array_equal(new_h, out)
 
   lstm = recurrence.FusedCell('lstm', 4)
-  params = lstm.init(jax.random.key(0), (c, h), x)['params']
+  params = _perturbed(lstm.init(jax.random.key(0), (c, h), x)['params'])
   W = {name: np.asarray(p['kernel']) for name, p in params.items()}
   b = {name: np.asarray(p['bias']) for name, p in params.items() if 'bias' in p}
   gate = {g: x @ W[f'i{g}'] + h @ W[f'h{g}'] + b[f'h{g}'] for g in 'ifgo'}
@@ -176,3 +184,23 @@ def test_tanh_scores_backward_equals_autodiff_of_its_formula(query_shape):
     assert a.shape == b.shape
     np.testing.assert_allclose(a, b, atol=1e-5)
   check_grads(fused, (key_part, query_part, v), order=1, modes=('rev',), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize('decoder,cell_type,input_feeding', [('bahdanau', 'gru', True), ('bahdanau', 'lstm', True),
+                                                            ('luong', 'lstm', True), ('luong', 'gru', False),
+                                                            ('none', 'lstm', True)])
+def test_hoisted_teacher_forcing_steps_like_the_cell_with_nonzero_biases(decoder, cell_type, input_feeding):
+  """The teacher-forced path computes the RNN's input gates outside the scan (y's share with the bias); stepping
+  the cell one token at a time computes them from [y; f] inside. Same logits with every bias non-zero."""
+  model = build_model({'encoder': 'bigru', 'decoder': decoder, 'decoder_cell': cell_type, 'scorer': 'additive',
+                       'embed_dim': 6, 'hidden_dim': 8, 'input_feeding': input_feeding},
+                      source_vocab_size=20, target_vocab_size=20, max_source_length=7)
+  source = np.array([[5, 6, 7, 8, 2, 0, 0], [9, 4, 2, 0, 0, 0, 0]], np.int32)
+  target_in = np.array([[1, 5, 9, 4], [1, 7, 3, 3]], np.int32)
+  variables = {'params': _perturbed(model.init(jax.random.key(0), source, target_in)['params'])}
+  logits, _ = model.apply(variables, source, target_in)
+  memory = model.apply(variables, source, method='encode')
+  carry = model.apply(variables, memory, method='initial_state')
+  for t in range(target_in.shape[1]):
+    carry, step_logits, _ = model.apply(variables, carry, jnp.asarray(target_in[:, t]), memory, method='decode_step')
+    np.testing.assert_allclose(step_logits, logits[:, t], atol=2e-5)
