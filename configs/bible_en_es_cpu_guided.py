@@ -5,9 +5,10 @@ data, seed and budget, so its AER and BLEU read against the unsupervised run in 
     python -m experiments.train --config=configs/bible_en_es_cpu_guided.py \
         --workdir=workdirs/bible_en_es_cpu_guided --results_dir=results/bible_en_es_cpu_guided
 
-Measured end to end alone on 2 AMD EPYC cores: 17.1 min. Test BLEU 17.2 greedy / 20.9 beam 4 (unsupervised: 16.8 /
-20.1), AER 0.672 (0.736), argmax accuracy 0.54 (0.43). One seed each, so a difference is a finding only where it is
-much larger than the seed-to-seed spread seen in the messages comparison (about 1 BLEU).
+Measured end to end alone on 2 Sapphire Rapids cores (2026-12-04): 17.0 min. Test BLEU 17.7 greedy / 21.0 beam 4
+(unsupervised: 15.9 / 19.6), AER 0.675 (0.738), argmax accuracy 0.53 (0.43). The earlier AMD EPYC pair, before the
+fused recurrences: 17.2 / 20.9 against 16.8 / 20.1, AER 0.672 against 0.736. One seed each, so a difference is a
+finding only where it is much larger than the seed-to-seed spread seen in the messages comparison (about 1 BLEU).
 """
 
 from configs import bible_en_es_cpu
