@@ -46,3 +46,19 @@ def test_einsum_prototype_matches_multi_head_attend():
   actual = fast_paths.einsum_multi_head_attend(q, k, v, mask)
   for a, e in zip(actual, expected):
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-6)
+
+
+def test_throughput_drives_training_decoding_and_a_baseline_checkout(tmp_path):
+  """The worker protocol end to end: training steps, greedy and beam decoding, and another checkout (here this
+  one) as the baseline row, which names its commit; rows hold positive timings."""
+  out = tmp_path / 'throughput.json'
+  result = throughput.main(['--quick', '--frameworks', 'attention_jax', '--rounds', '1', '--steps', '1',
+                            '--warmup', '0', '--decode_rounds', '1', '--baseline_tree', '.', '--out', str(out)])
+  rows = {row['framework']: row for row in result['rows']}
+  assert set(rows) == {'attention_jax', throughput.BASELINE}
+  assert all(row['median_step_ms'] > 0 and row['steps_timed'] == 1 for row in rows.values())
+  assert 'the checkout . at' in rows[throughput.BASELINE]['settings']
+  decoded = {(row['framework'], row['decoding']) for row in result['decode_rows']}
+  assert decoded == {('attention_jax', 'greedy'), ('attention_jax', f'beam {throughput.BEAM_SIZE}')}
+  assert all(row['sentences_per_s'] > 0 for row in result['decode_rows'])
+  assert out.exists()
