@@ -136,6 +136,24 @@ class _CellBase(nn.Module):
     self.output = nn.Dense(self.vocab_size, dtype=self.dtype, name='output')
     self.dropout = nn.Dropout(self.dropout_rate)
 
+  def vocabulary_logits(self, hidden: Array, train: bool) -> Array:
+    """W_o dropout(hidden): [..., H] -> [..., V].
+
+    Flattened to [N, H] first: on [B, T, .] the kernel's gradient contracts two axes, which XLA:CPU lowers with
+    a transpose of the [B, T, V] cotangent; as plain matmuls the output layer took 30% less time, forward+backward
+    (measured on CPU at [64, 20, 256] x [256, 4000]).
+    """
+    flat = self.dropout(hidden.reshape(-1, hidden.shape[-1]), deterministic=not train)
+    logits = self.output(flat)
+    return logits.reshape(*hidden.shape[:-1], logits.shape[-1])
+
+  def readout_logits(self, state: Array, context: Array, prev_embedded: Array, train: bool) -> Array:
+    """logits = W_o dropout(tanh(W_r [s_t; c_t; y_{t-1}])): [..., H], [..., D_enc], [..., E] -> [..., V], for
+    the cells with a readout layer `self.readout` (Bahdanau, the plain baseline)."""
+    inputs = jnp.concatenate([state, context.astype(state.dtype), prev_embedded], -1)
+    readout = jnp.tanh(self.readout(inputs.reshape(-1, inputs.shape[-1])))
+    return self.vocabulary_logits(readout.reshape(*inputs.shape[:-1], -1), train)
+
   @property
   def scorer_state(self) -> Mapping[str, scoring.DecoderState]:
     """The decoder state the scorer declares it consumes (carried under carry['scorer_state'])."""
@@ -287,16 +305,6 @@ class BahdanauCell(_CellBase):
                                                               -1))
     return {**carry, 'rnn': rnn_carry}, (state, context, weights)
 
-  def readout_logits(self, state: Array, context: Array, prev_embedded: Array, train: bool) -> Array:
-    """logits = W_o dropout(tanh(W_r [s_t; c_t; y_{t-1}])): [..., H], [..., D_enc], [..., E] -> [..., V]."""
-    inputs = jnp.concatenate([state, context.astype(state.dtype), prev_embedded], -1)
-    # Flattened to [N, .]: on [B, T, .] the kernels' gradients contract two axes, which XLA:CPU lowers with a
-    # transpose of the [B, T, V] cotangent; as plain matmuls the output layer took 30% less time, forward+backward
-    # (measured on CPU at [64, 20, 256] x [256, 4000]).
-    readout = jnp.tanh(self.readout(inputs.reshape(-1, inputs.shape[-1])))
-    logits = self.output(self.dropout(readout, deterministic=not train))
-    return logits.reshape(*inputs.shape[:-1], logits.shape[-1])
-
   def __call__(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False,
                hard: bool = False):
     """carry, prev_embedded [B, E] -> carry, (logits [B, V], weights [B, S]). hard: step-by-step decoding."""
@@ -346,12 +354,6 @@ class LuongCell(_CellBase):
     """h~ = tanh(W_c [c; h]): [..., H], [..., D_enc] -> [..., H]."""
     return jnp.tanh(self.combine(jnp.concatenate([context.astype(state.dtype), state], -1)))
 
-  def _logits(self, attentional: Array, train: bool) -> Array:
-    """W_s dropout(h~): [..., H] -> [..., V] (flattened to [N, H] first: plain matmuls, see `readout_logits`)."""
-    flat = self.dropout(attentional.reshape(-1, attentional.shape[-1]), deterministic=not train)
-    logits = self.output(flat)
-    return logits.reshape(*attentional.shape[:-1], logits.shape[-1])
-
   def __call__(self, carry: dict, prev_embedded: Array, memory: Memory, *, train: bool = False,
                hard: bool = False):
     """carry, prev_embedded [B, E] -> carry, (logits [B, V], weights [B, S]). hard: step-by-step decoding."""
@@ -360,7 +362,7 @@ class LuongCell(_CellBase):
       x = jnp.concatenate([prev_embedded, carry['attentional']], -1)
     rnn_carry, state = self.rnn(carry['rnn'], x)
     carry, (attentional, weights) = self._attend_and_combine(carry, rnn_carry, state, memory, train=train, hard=hard)
-    return carry, (self._logits(attentional, train), weights)
+    return carry, (self.vocabulary_logits(attentional, train), weights)
 
   def _attend_and_combine(self, carry: dict, rnn_carry, state: Array, memory: Memory, *, train: bool, hard: bool):
     """After the RNN: attend with h_t and combine -> carry, (h~_t [B, H], weights [B, S])."""
@@ -392,12 +394,9 @@ class LuongCell(_CellBase):
         return cell._attend_and_combine(carry, rnn_carry, state, memory, train=train, hard=False)
 
       _, (attentional_BTH, weights_BTS) = _scan_steps(step, self, carry, embedded_gates_TBG, in_axes=0)
-      return self._logits(attentional_BTH, train), weights_BTS
+      return self.vocabulary_logits(attentional_BTH, train), weights_BTS
     # The RNN alone: one recurrence with a batched weight gradient (`recurrence.recurrence`).
-    valid_TB = jnp.ones(embedded_gates_TBG.shape[:2], bool)
-    states_TBH, _ = recurrence.recurrence(self.cell_type, embedded_gates_TBG, carry['rnn'], kernels.hidden_kernel,
-                                          kernels.hidden_bias, valid_TB)
-    states_BTH = jnp.swapaxes(states_TBH, 0, 1)
+    states_BTH, _ = recurrence.run_from_gates(self.cell_type, embedded_gates_TBG, carry['rnn'], kernels)
     if self._plain_weighting:
       context_BTD, weights_BTS = self.attention.attend_prepared(states_BTH, memory.prepared, memory.values,
                                                                 memory.mask)
@@ -408,7 +407,7 @@ class LuongCell(_CellBase):
                                            step=steps_BT)
       context_BTD = attention_lib.context(weights_BTS, jnp.broadcast_to(
           memory.values[:, None], (*weights_BTS.shape, memory.values.shape[-1])))
-    return self._logits(self._attentional(states_BTH, context_BTD), train), weights_BTS
+    return self.vocabulary_logits(self._attentional(states_BTH, context_BTD), train), weights_BTS
 
 
 class PlainCell(_CellBase):
@@ -426,8 +425,7 @@ class PlainCell(_CellBase):
     """carry, prev_embedded [B, E] -> carry, (logits [B, V], weights [B, S] all zero)."""
     context = memory.summary.astype(prev_embedded.dtype)
     rnn_carry, state = self.rnn(carry['rnn'], jnp.concatenate([prev_embedded, context], -1))
-    readout = jnp.tanh(self.readout(jnp.concatenate([state, context, prev_embedded], -1)))
-    logits = self.output(self.dropout(readout, deterministic=not train))
+    logits = self.readout_logits(state, context, prev_embedded, train)
     return {**carry, 'rnn': rnn_carry}, (logits, jnp.zeros(memory.mask.shape, jnp.float32))
 
   def teacher_forced(self, carry: dict, embedded_BTE: Array, memory: Memory, *, train: bool = False):
@@ -442,14 +440,9 @@ class PlainCell(_CellBase):
     embedded_kernels, context_kernel = _split_input_kernels(kernels, embed_dim)
     context_gates = jnp.dot(context.astype(context_kernel.dtype), context_kernel)
     gates_TBG = recurrence.input_gates(embedded_BTE, embedded_kernels) + context_gates[None]
-    valid_TB = jnp.ones(gates_TBG.shape[:2], bool)
-    states_TBH, _ = recurrence.recurrence(self.cell_type, gates_TBG, carry['rnn'], kernels.hidden_kernel,
-                                          kernels.hidden_bias, valid_TB)
-    states_BTH = jnp.swapaxes(states_TBH, 0, 1)
+    states_BTH, _ = recurrence.run_from_gates(self.cell_type, gates_TBG, carry['rnn'], kernels)
     context_BTD = jnp.broadcast_to(context[:, None], (*states_BTH.shape[:2], context.shape[-1]))
-    inputs = jnp.concatenate([states_BTH, context_BTD, embedded_BTE], -1)
-    readout = jnp.tanh(self.readout(inputs.reshape(-1, inputs.shape[-1])))
-    logits = self.output(self.dropout(readout, deterministic=not train)).reshape(*inputs.shape[:-1], -1)
+    logits = self.readout_logits(states_BTH, context_BTD, embedded_BTE, train)
     return logits, jnp.zeros((*logits.shape[:2], memory.mask.shape[-1]), jnp.float32)
 
 

@@ -246,6 +246,16 @@ def input_gates(x_BTD: Array, kernels: FusedKernels) -> Array:
   return gates.reshape(T, B, -1)
 
 
+def run_from_gates(cell_type: str, x_gates_TBG: Array, carry0, kernels: FusedKernels, valid_TB: Array | None = None):
+  """`recurrence` with the fused kernels, batch-major outputs: x_gates [T, B, G], valid [T, B] (default: every
+  step real) -> (outputs [B, T, H], final carry)."""
+  if valid_TB is None:
+    valid_TB = jnp.ones(x_gates_TBG.shape[:2], bool)
+  outputs_TBH, final = recurrence(cell_type, x_gates_TBG, carry0, kernels.hidden_kernel, kernels.hidden_bias,
+                                  valid_TB)
+  return jnp.swapaxes(outputs_TBH, 0, 1), final
+
+
 def run_layer(cell: FusedCell, x_BTD: Array, mask_BT: Array, *, reverse: bool = False):
   """One GRU/LSTM layer over a padded batch: x [B, T, d], mask [B, T] (True = real token, left-aligned).
 
@@ -260,8 +270,5 @@ def run_layer(cell: FusedCell, x_BTD: Array, mask_BT: Array, *, reverse: bool = 
   carry0 = cell.initialize_carry(None, x_BTD[:, 0].shape)
   if reverse:
     gates_TBG, valid_TB = gates_TBG[::-1], valid_TB[::-1]
-  outputs_TBH, final = recurrence(cell.cell_type, gates_TBG, carry0, kernels.hidden_kernel, kernels.hidden_bias,
-                                  valid_TB)
-  if reverse:
-    outputs_TBH = outputs_TBH[::-1]
-  return jnp.swapaxes(outputs_TBH, 0, 1), final
+  outputs_BTH, final = run_from_gates(cell.cell_type, gates_TBG, carry0, kernels, valid_TB)
+  return (outputs_BTH[:, ::-1] if reverse else outputs_BTH), final
