@@ -9,25 +9,20 @@
    and the forward + backward time (gradient of the output's sum with respect to parameters and inputs).
 2. benchmarks.throughput's model (GRU 256 + Bahdanau + additive attention, V = 4000, batch 64 x 20 tokens, Adam):
    one training step (jit) and greedy / beam-4 decoding in attention_jax, and the same in PyTorch
-   (benchmarks/torch_baseline.py's Trainer on CUDA: the tutorial's Python-stepped decoder). The loss is
-   `tasks.translation.sequence_loss` where that module imports (it needs the data stack: grain, tfds); on a bare
-   accelerator image with only jax, flax and optax the same sum of `training.sequence_losses.token_losses` over
-   the non-PAD targets is used instead.
+   (benchmarks/torch_baseline.py's Trainer on CUDA: the tutorial's Python-stepped decoder), with
+   benchmarks.throughput's own trainers (its JaxTrainer also runs on an image without the data stack).
 
 Medians of timed calls after warm-up, each ending in a host transfer or `block_until_ready`.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import statistics
 import time
 
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')   # leave GPU memory to PyTorch too
-
-import numpy as np  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from benchmarks import throughput  # noqa: E402
@@ -78,57 +73,9 @@ def attention_rows(shapes, repeats: int) -> list[dict]:
   return rows
 
 
-class JaxModel:
-  """The throughput model's jitted train step and decoders on the default (accelerator) device."""
-
-  def __init__(self, spec: dict):
-    import jax
-    import jax.numpy as jnp
-    import optax
-    from attention_jax import decoding
-    from attention_jax.models import build_model
-    from attention_jax.special_tokens import PAD_ID
-    from attention_jax.training import steps
-    from attention_jax.training.sequence_losses import sequence_metric_sums, token_losses
-
-    self.jax, self.decoding = jax, decoding
-    self.model = build_model(throughput.model_config(spec), source_vocab_size=spec['vocab_size'],
-                             target_vocab_size=spec['vocab_size'], max_source_length=spec['source_length'])
-    example = throughput.make_batches(spec, 1)[0]
-    self.state = steps.create_train_state(self.model, optax.adam(spec['learning_rate']), 0, example['source'],
-                                          example['target_in'])
-
-    try:
-      from attention_jax.tasks import translation
-      loss_fn = functools.partial(translation.sequence_loss, model=self.model)
-    except ImportError:                      # the data stack is not installed on this machine
-
-      def loss_fn(params, batch, rng, *, train):
-        logits, _ = self.model.apply({'params': params}, batch['source'], batch['target_in'], train=train,
-                                     rngs={'dropout': rng})
-        losses = token_losses(logits, batch['target_out'], 0.0)
-        metrics = sequence_metric_sums(logits, batch['target_out'], losses)
-        return jnp.sum(losses * (batch['target_out'] != PAD_ID)), metrics['token_count'], metrics
-
-    self._step = jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn), donate_argnums=0)
-    self.device = str(jax.devices()[0])
-
-  def step(self, batch) -> float:
-    self.state, metrics = self._step(self.state, batch)
-    return float(metrics['loss_sum'] / metrics['token_count'])
-
-  def decode(self, mode: str, source, max_length: int):
-    if mode == 'greedy':
-      tokens, _ = self.decoding.greedy_decode(self.model, self.state.params, source, max_length=max_length)
-    else:
-      tokens, _ = self.decoding.beam_search(self.model, self.state.params, source, max_length=max_length,
-                                            beam_size=throughput.BEAM_SIZE, length_penalty=0.6)
-    return np.asarray(tokens)
-
-
 def model_rows(spec: dict, repeats: int) -> list[dict]:
   batches = throughput.make_batches(spec, 4, seed=1)
-  contenders = {'attention_jax': JaxModel(spec)}
+  contenders = {'attention_jax': throughput.JaxTrainer(spec, threads=os.cpu_count() or 1)}
   try:
     import torch
     if torch.cuda.is_available():
@@ -141,7 +88,7 @@ def model_rows(spec: dict, repeats: int) -> list[dict]:
   for name, runner in contenders.items():
     cursor = itertools.count()
     step_ms = _median_ms(lambda: runner.step(batches[next(cursor) % len(batches)]), repeats, warmup=3)
-    row = {'framework': name, 'device': getattr(runner, 'device', ''), 'train_step_ms': step_ms,
+    row = {'framework': name, 'device': str(runner.device), 'train_step_ms': step_ms,
            'tokens_per_s': tokens / (step_ms / 1e3)}
     for mode in throughput.DECODE_MODES:
       ms = _median_ms(lambda: runner.decode(mode, batches[0]['source'], spec['target_length']), repeats)

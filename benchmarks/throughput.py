@@ -82,6 +82,28 @@ def model_config(spec: dict) -> dict:
           'hidden_dim': spec['hidden_dim'], 'dropout_rate': 0.0}
 
 
+def _sequence_loss(model):
+  """`tasks.translation.sequence_loss` bound to `model`, or, where the data stack (grain, tfds) that module needs
+  is not installed (a bare accelerator image with jax, flax and optax), the same sum of
+  `training.sequence_losses.token_losses` over the non-PAD targets with its metric sums."""
+  try:
+    from attention_jax.tasks import translation
+    return functools.partial(translation.sequence_loss, model=model)
+  except ImportError:
+    import jax.numpy as jnp
+    from attention_jax.special_tokens import PAD_ID
+    from attention_jax.training.sequence_losses import sequence_metric_sums, token_losses
+
+    def loss_fn(params, batch, rng, *, train):
+      logits, _ = model.apply({'params': params}, batch['source'], batch['target_in'], train=train,
+                              rngs={'dropout': rng})
+      losses = token_losses(logits, batch['target_out'], 0.0)
+      metrics = sequence_metric_sums(logits, batch['target_out'], losses)
+      return jnp.sum(losses * (batch['target_out'] != PAD_ID)), metrics['token_count'], metrics
+
+    return loss_fn
+
+
 class JaxTrainer:
   """attention_jax: build_model + optax Adam + the training package's pure train_step, jitted."""
 
@@ -91,10 +113,12 @@ class JaxTrainer:
     import jax
     import optax
     from attention_jax.models import build_model
-    from attention_jax.tasks import translation
     from attention_jax.training import steps
 
-    self.settings = f'jax {jax.__version__}, jit, XLA CPU default thread pool ({os.cpu_count()} cores)'
+    self.device = str(jax.devices()[0])
+    where = (f'XLA CPU default thread pool ({os.cpu_count()} cores)' if jax.default_backend() == 'cpu'
+             else self.device)
+    self.settings = f'jax {jax.__version__}, jit, {where}'
     del threads   # XLA sizes its pool from the visible cores; every framework gets the same 2 cores
     sizes = dict(source_vocab_size=spec['vocab_size'], target_vocab_size=spec['vocab_size'],
                  max_source_length=spec['source_length'])
@@ -103,7 +127,7 @@ class JaxTrainer:
     self.state = steps.create_train_state(model, optax.adam(spec['learning_rate']), 0, example['source'],
                                           example['target_in'])
     self.num_params = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
-    train_step = functools.partial(steps.train_step, loss_fn=functools.partial(translation.sequence_loss, model=model))
+    train_step = functools.partial(steps.train_step, loss_fn=_sequence_loss(model))
     self._step = jax.jit(train_step, donate_argnums=0)
     from attention_jax import decoding
     self.model, self.decoding = model, decoding
