@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from attention_jax.data import bible
+from attention_jax.data import canvases
 from attention_jax.data import digit_strips
 from attention_jax.data import messages
 from attention_jax.data import sentiment
@@ -23,7 +24,7 @@ from attention_jax.data import summaries
 from attention_jax.data import synthetic
 from attention_jax.data import translation_datasets
 
-KINDS = ('translation', 'sentiment', 'image_to_sequence')
+KINDS = ('translation', 'sentiment', 'image_to_sequence', 'image_classification')
 TFDS_PREFIX = 'tfds:'            # 'tfds:ted_hrlr_translate/pt_to_en': any tfds catalog translation dataset
 PREPARE_COMMAND = 'python -m experiments.prepare_data --dataset={name}'
 
@@ -34,7 +35,7 @@ class DatasetSpec:
 
   Attributes:
     name: the dataset's name (config.data.name, prepare_data --dataset).
-    kind: what it is for: 'translation' | 'sentiment' | 'image_to_sequence'.
+    kind: what it is for: 'translation' | 'sentiment' | 'image_to_sequence' | 'image_classification'.
     prepare: prepare(data_dir, **options) -> its built tfds builder; what prepare_data runs.
     prepare_command: the command that prepares it (named by the errors of an unprepared dataset).
     needs: what preparing it needs.
@@ -119,6 +120,9 @@ DATASETS = _Datasets({spec.name: spec for spec in (
     DatasetSpec('fashion_strips', 'image_to_sequence', functools.partial(digit_strips.prepare, source='fashion_mnist'),
                 digit_strips.PREPARE_COMMANDS['fashion_mnist'], needs='apt-get download (Debian), ~1 min',
                 data_dir='data/fashion_strips'),
+    *(DatasetSpec(variant, 'image_classification', functools.partial(canvases.prepare, variant=variant),
+                  canvases.PREPARE_COMMAND.format(name=variant), needs='apt-get download (Debian), ~2 min',
+                  data_dir=f'data/{variant}') for variant in canvases.VARIANTS),
     _synthetic('copy'), _synthetic('reverse'), _synthetic('sort'),
     _synthetic('date', max_lengths=(32, 11)),     # longest source ~28 characters; 'yyyy-mm-dd' + EOS
     *(_messages(language) for language in messages.LANGUAGES),

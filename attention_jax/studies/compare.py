@@ -58,7 +58,7 @@ def variant_config(config, variant: dict):
         raise ValueError(f'Variant {variant.get("name")!r} sets unknown model field {key!r}. Valid fields: '
                          f'{", ".join(sorted(merged.model.keys()))} (or train.<field> for a training option).')
       merged.model[key] = value
-    if 'scorer_options' not in variant:
+    if 'scorer_options' not in variant and 'scorer' in merged.model:     # tasks without a scorer have none
       accepted = scoring.get(merged.model.scorer).options
       merged.model.scorer_options = {k: v for k, v in dict(merged.model.scorer_options).items() if k in accepted}
   return merged

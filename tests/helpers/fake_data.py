@@ -123,3 +123,22 @@ def write_fake_bible(root):
   write_ztext_module(os.path.join(root, 'en'), english)
   write_ztext_module(os.path.join(root, 'es'), spanish)
   return os.path.join(root, 'en'), os.path.join(root, 'es')
+
+
+def write_idx(path, array: np.ndarray):
+  """An IDX file as in the MNIST distribution: magic 0x00000803/0x00000801 (uint8, rank), big-endian dims, data."""
+  header = bytes([0, 0, 0x08, array.ndim]) + b''.join(int(d).to_bytes(4, 'big') for d in array.shape)
+  with gzip.open(path, 'wb') as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_fake_fashion(directory):
+  """The four IDX files of the Fashion-MNIST distribution: 50 training and 20 test images of 28x28."""
+  rng = np.random.default_rng(0)
+  directory.mkdir()
+  for part, count in (('train', 50), ('t10k', 20)):
+    labels = np.arange(count) % 10
+    images = rng.integers(0, 40, (count, 28, 28))
+    images[np.arange(count), :, labels * 2] = 255                 # class d: a bright column at 2d
+    write_idx(str(directory / f'{part}-images-idx3-ubyte.gz'), images)
+    write_idx(str(directory / f'{part}-labels-idx1-ubyte.gz'), labels)

@@ -12,7 +12,7 @@ from attention_jax.data import digit_strips as digit_data
 from attention_jax.data import sentiment as sentiment_data
 from attention_jax.tasks import digit_strips
 from attention_jax.tasks import sentiment
-from tests.helpers.fake_data import write_fake_digits, write_fake_ratings
+from tests.helpers.fake_data import write_fake_digits, write_fake_fashion, write_fake_ratings
 
 def test_labels_and_splits():
   assert [sentiment_data.binary_label(s) for s in (-2.0, -0.5, 0.0, 0.5, 0.51)] == [0, -1, -1, -1, 1]
@@ -118,25 +118,6 @@ def test_digit_strips_builder_splits_by_source_image_and_trains(tmp_path):
   results = digit_strips.train_and_evaluate(config, workdir)
   assert set(results['test']) == {'sequence_accuracy', 'digit_accuracy', 'attention_in_span'}
   assert len(os.listdir(os.path.join(workdir, 'overlays'))) == 2
-
-
-def write_idx(path, array: np.ndarray):
-  """An IDX file as in the MNIST distribution: magic 0x00000803/0x00000801 (uint8, rank), big-endian dims, data."""
-  header = bytes([0, 0, 0x08, array.ndim]) + b''.join(int(d).to_bytes(4, 'big') for d in array.shape)
-  with gzip.open(path, 'wb') as f:
-    f.write(header + array.astype(np.uint8).tobytes())
-
-
-def write_fake_fashion(directory):
-  """The four IDX files of the Fashion-MNIST distribution: 50 training and 20 test images of 28x28."""
-  rng = np.random.default_rng(0)
-  directory.mkdir()
-  for part, count in (('train', 50), ('t10k', 20)):
-    labels = np.arange(count) % 10
-    images = rng.integers(0, 40, (count, 28, 28))
-    images[np.arange(count), :, labels * 2] = 255                 # class d: a bright column at 2d
-    write_idx(str(directory / f'{part}-images-idx3-ubyte.gz'), images)
-    write_idx(str(directory / f'{part}-labels-idx1-ubyte.gz'), labels)
 
 
 def test_fashion_strips_use_only_official_test_images_in_test(tmp_path):
