@@ -3,7 +3,7 @@
     from attention_jax import tasks
     results = tasks.run(config, workdir)        # picks tasks.TASKS[config.experiment]
 
-A task module (translation.py, sentiment.py, digit_strips.py, visual_attention.py) defines
+A task module (translation.py, sentiment.py, digit_strips.py, visual_attention.py, ner.py) defines
   NAME                                  the value of config.experiment that selects it
   default_config(...) -> ConfigDict     every field it reads, grouped by concern (data, model, train, eval,
                                         distributed); config files start from it
@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Callable
 
 from attention_jax.tasks import digit_strips
+from attention_jax.tasks import ner
 from attention_jax.tasks import sentiment
 from attention_jax.tasks import translation
 from attention_jax.tasks import visual_attention
@@ -38,7 +39,7 @@ def _spec(module) -> TaskSpec:
   return TaskSpec(module.NAME, module.default_config, module.validate_config, module.train_and_evaluate)
 
 
-TASKS = {spec.name: spec for spec in map(_spec, (translation, sentiment, digit_strips, visual_attention))}
+TASKS = {spec.name: spec for spec in map(_spec, (translation, sentiment, digit_strips, visual_attention, ner))}
 
 
 def get(name: str) -> TaskSpec:
