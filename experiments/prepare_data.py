@@ -13,9 +13,10 @@ and names the command below.
                                                                          # fashion_cluttered
     python -m experiments.prepare_data --dataset=conll2003               # tfds catalog: the internet + TensorFlow
     python -m experiments.prepare_data --dataset=conll2003 --source_file=DIR   # your CoNLL-2003 files, no TensorFlow
+    python -m experiments.prepare_data --dataset=espeak_speech           # needs espeak-ng and bible_en_es; ~2 min
     python -m experiments.prepare_data --dataset=date                    # synthetic tasks build on first use anyway
 
---data_dir defaults to data (data/<dataset> for the sentiment, image and NER datasets). What each dataset
+--data_dir defaults to data (data/<dataset> for the sentiment, image, NER and speech datasets). What each dataset
 needs, its default directory and the options it takes are in its spec, attention_jax.data.registry.
 """
 
@@ -29,7 +30,7 @@ from experiments import user_errors
 
 _DATASET = flags.DEFINE_string('dataset', None, 'Which dataset to prepare: ' + ', '.join(registry.names()))
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Where to build it (default: data/<dataset> for the '
-                                'sentiment, image and NER datasets, else data).')
+                                'sentiment, image, NER and speech datasets, else data).')
 _SOURCE_FILE = flags.DEFINE_string('source_file', None, 'debian_summaries: build from this Translation-en file '
                                    '(plain, .xz, .gz, .bz2) instead of fetching it; conll2003: the directory of your '
                                    'CoNLL-2003 files (train.txt, valid.txt, test.txt) instead of the tfds catalog.')

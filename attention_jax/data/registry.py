@@ -21,11 +21,12 @@ from attention_jax.data import digit_strips
 from attention_jax.data import messages
 from attention_jax.data import ner
 from attention_jax.data import sentiment
+from attention_jax.data import speech
 from attention_jax.data import summaries
 from attention_jax.data import synthetic
 from attention_jax.data import translation_datasets
 
-KINDS = ('translation', 'sentiment', 'image_to_sequence', 'image_classification', 'tagging')
+KINDS = ('translation', 'sentiment', 'image_to_sequence', 'image_classification', 'tagging', 'speech')
 TFDS_PREFIX = 'tfds:'            # 'tfds:ted_hrlr_translate/pt_to_en': any tfds catalog translation dataset
 PREPARE_COMMAND = 'python -m experiments.prepare_data --dataset={name}'
 
@@ -36,7 +37,8 @@ class DatasetSpec:
 
   Attributes:
     name: the dataset's name (config.data.name, prepare_data --dataset).
-    kind: what it is for: 'translation' | 'sentiment' | 'image_to_sequence' | 'image_classification' | 'tagging'.
+    kind: what it is for: 'translation' | 'sentiment' | 'image_to_sequence' | 'image_classification' | 'tagging' |
+      'speech'.
     prepare: prepare(data_dir, **options) -> its built tfds builder; what prepare_data runs.
     prepare_command: the command that prepares it (named by the errors of an unprepared dataset).
     needs: what preparing it needs.
@@ -127,6 +129,9 @@ DATASETS = _Datasets({spec.name: spec for spec in (
     DatasetSpec('conll2003', 'tagging', ner.prepare, ner.PREPARE_COMMAND,
                 needs='the tfds catalog (the internet and TensorFlow), or local CoNLL-2003 files (--source_file=DIR)',
                 data_dir='data/conll2003', prepare_options=('source_file',)),
+    DatasetSpec('espeak_speech', 'speech', speech.prepare, speech.PREPARE_COMMAND,
+                needs='espeak-ng (apt-get install espeak-ng) and the prepared bible_en_es; ~2 min',
+                data_dir='data/espeak_speech'),
     _synthetic('copy'), _synthetic('reverse'), _synthetic('sort'),
     _synthetic('date', max_lengths=(32, 11)),     # longest source ~28 characters; 'yyyy-mm-dd' + EOS
     *(_messages(language) for language in messages.LANGUAGES),

@@ -3,7 +3,8 @@
     from attention_jax import tasks
     results = tasks.run(config, workdir)        # picks tasks.TASKS[config.experiment]
 
-A task module (translation.py, sentiment.py, digit_strips.py, visual_attention.py, ner.py) defines
+A task module (translation.py, sentiment.py, digit_strips.py, visual_attention.py, ner.py,
+speech_recognition.py) defines
   NAME                                  the value of config.experiment that selects it
   default_config(...) -> ConfigDict     every field it reads, grouped by concern (data, model, train, eval,
                                         distributed); config files start from it
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from attention_jax.tasks import digit_strips
 from attention_jax.tasks import ner
 from attention_jax.tasks import sentiment
+from attention_jax.tasks import speech_recognition
 from attention_jax.tasks import translation
 from attention_jax.tasks import visual_attention
 from attention_jax.training import distributed
@@ -39,7 +41,8 @@ def _spec(module) -> TaskSpec:
   return TaskSpec(module.NAME, module.default_config, module.validate_config, module.train_and_evaluate)
 
 
-TASKS = {spec.name: spec for spec in map(_spec, (translation, sentiment, digit_strips, visual_attention, ner))}
+TASKS = {spec.name: spec for spec in map(_spec, (translation, sentiment, digit_strips, visual_attention, ner,
+                                                       speech_recognition))}
 
 
 def get(name: str) -> TaskSpec:

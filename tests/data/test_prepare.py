@@ -14,7 +14,7 @@ def run(*args):
 def test_unknown_dataset_lists_the_valid_ones():
   result = run('--dataset=wmt')
   assert result.returncode != 0
-  assert 'Valid datasets: vader_sentiment, digit_strips, fashion_strips, fashion_canvases, fashion_cluttered, conll2003, copy, reverse, sort, date, messages_en_fr' in result.stderr
+  assert 'Valid datasets: vader_sentiment, digit_strips, fashion_strips, fashion_canvases, fashion_cluttered, conll2003, espeak_speech, copy, reverse, sort, date, messages_en_fr' in result.stderr
   assert 'bible_en_es, debian_summaries, tfds:<tfds catalog name>' in result.stderr
 
 
