@@ -17,7 +17,7 @@ from attention_jax.tasks.speech_recognition import default_config
 
 
 def apply_smoke(config):
-  config.model.update(listener_dim=8, hidden_dim=16, embed_dim=8, pyramid_layers=2, dropout_rate=0.0)
+  config.model.update(listener_dim=8, hidden_dim=16, embed_dim=8, pyramid_layers=1, dropout_rate=0.0)
   config.data.update(frame_buckets=(32, 64, 128, 256), max_chars=24)
   config.train.update(batch_size=4, num_steps=4, log_every=2, eval_every=4, checkpoint_every=2)
   config.eval.update(batch_size=4, max_output_length=8, num_examples_shown=1)

@@ -148,8 +148,8 @@ def test_listener_halves_time_and_padding_gets_no_attention():
   halved, mask = halve_time(states, jnp.asarray([[True] * 8, [True] * 5 + [False] * 3]))
   np.testing.assert_array_equal(np.asarray(halved[0, 1]), np.concatenate([states[0, 2], states[0, 3]]))
   np.testing.assert_array_equal(np.asarray(mask[1]), [True, True, True, False])
-  model = ListenAttendSpell(vocab_size=speech.VOCAB_SIZE, listener_dim=4, pyramid_layers=2, hidden_dim=8,
-                            embed_dim=4)
+  model = ListenAttendSpell(vocab_size=speech.VOCAB_SIZE, listener_dim=4, pyramid_layers=1, frame_stacking=2,
+                            hidden_dim=8, embed_dim=4)
   frames = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16, speech.NUM_MELS + 1)), jnp.float32)
   frames = frames.at[..., -1].set(1.0).at[1, 9:, -1].set(0.0)              # utterance 1: 9 real frames of 16
   targets = jnp.asarray([[1, 5, 6], [1, 7, 8]])
@@ -161,7 +161,7 @@ def test_listener_halves_time_and_padding_gets_no_attention():
   noisy = frames.at[1, 9:, :-1].set(100.0)
   np.testing.assert_allclose(np.asarray(model.apply({'params': params}, noisy, targets)[0][1]),
                              np.asarray(logits[1]), rtol=1e-5, atol=1e-5)
-  with pytest.raises(ValueError, match='not a multiple of 2\\^2'):
+  with pytest.raises(ValueError, match='not a multiple of the time reduction 4'):
     model.apply({'params': params}, frames[:, :10], targets)
 
 
@@ -180,5 +180,5 @@ def test_speech_recognition_trains_end_to_end(tmp_path):
   with open(os.path.join(workdir, 'results.json')) as f:
     assert json.load(f)['test']['long_cer'] == results['test']['long_cer']
   config.data.frame_buckets = (30,)
-  with pytest.raises(ValueError, match='multiples of 2\\^pyramid_layers = 4'):
+  with pytest.raises(ValueError, match='multiples of frame_stacking x 2\\^pyramid_layers = 4'):
     speech_recognition.validate_config(config)
