@@ -5,9 +5,10 @@ style) over a 4-layer CNN's 3x17 feature grid (sized to train on a CPU). Test st
     python -m experiments.train --config=configs/fashion_strips.py --workdir=workdirs/fashion
     python -m experiments.train --config=configs/fashion_strips.py:general --workdir=workdirs/fashion_general
 
-ARG (optional) picks the scorer. Measured (2,000 steps, 32 minutes on 2 CPU cores shared with other jobs): test item
-accuracy 0.84 and whole-strip accuracy 0.54 (3-5 items, official test images only); the attention peak lies inside
-the item being named for 95% of the steps; overlays in workdirs/fashion/overlays. Clothes are harder than digits
+ARG (optional) picks the scorer. Measured (2,000 steps, 18 minutes on 2 Intel Sapphire Rapids cores shared with
+another job; 2026-12-04): test item accuracy 0.85 and whole-strip accuracy 0.55 (3-5 items, official test images
+only; 0.84 / 0.54 in an earlier AMD EPYC run); the attention peak lies inside the item being named for 95% of the
+steps; overlays in workdirs/fashion/overlays. Clothes are harder than digits
 (shirt / T-shirt / pullover / coat are confused), so strips are read right less often than digit strips.
 """
 
