@@ -64,7 +64,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.model.dropout_rate = 0.1
   config.train = train_defaults()
   config.train.update(optimizer='adam', learning_rate=1e-3, warmup_steps=0, grad_clip_norm=5.0, batch_size=32,
-                      num_steps=4000, log_every=100, eval_every=1000, checkpoint_every=500, keep_checkpoints=2)
+                      num_steps=3000, log_every=100, eval_every=1000, checkpoint_every=500, keep_checkpoints=2)
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 100
   config.eval.max_output_length = 128
