@@ -1,15 +1,17 @@
-"""Spoken phrases synthesised offline with espeak-ng, as log-mel features (a tfds builder + a grain pipeline), for
+"""Spoken phrases synthesised offline with espeak-ng, as log-mel features (a tfds builder + bucketed batches), for
 attention-based speech recognition.
 
 Text: clauses of the King James Bible's English side (the `bible_en_es` dataset, which must be prepared first),
-lower-cased to letters, spaces and apostrophes. The splits follow the Bible's chapter split, so test phrases come
-from chapters never heard in training:
+lower-cased to letters, spaces and apostrophes. The splits follow the Bible's chapter split, and a clause that also
+occurs in the training chapters (short clauses recur: 'a psalm of david') is left out of every other split, as is
+a test clause that occurs in the validation chapters, so no test phrase was heard in training or used to choose a
+checkpoint:
   train, validation, test: clauses of MIN_WORDS..MAX_WORDS words;
   test_long: clauses of LONG_MIN_WORDS..LONG_MAX_WORDS words (about twice as long as in training), which tests
     whether attention keeps its place over longer inputs (Chorowski et al. 2015).
 Voices: an espeak-ng accent plus a voice variant, with a random speed (words per minute) and pitch per utterance.
-Training voices and the held-out voices of validation/test/test_long share neither accent nor variant:
-speaker-disjoint evaluation.
+Training voices and the held-out voices of validation/test/test_long share neither accent nor variant, and the
+validation voices share neither with the test voices: speaker-disjoint evaluation and checkpoint selection.
 
 Features: log-mel filterbank energies (`log_mel`; numpy, on the host): NUM_MELS bands up to 8 kHz from a Hann
 window of WINDOW samples every HOP samples of the 22,050 Hz audio (23 ms / 10 ms), stored as float16 [F, NUM_MELS].
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import math
 import os
 import re
 import shutil
@@ -32,10 +35,10 @@ import subprocess
 import wave
 from collections.abc import Callable, Iterator, Sequence
 
-import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
+from attention_jax.data import batching
 from attention_jax.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 SAMPLE_RATE = 22050
@@ -43,13 +46,16 @@ WINDOW, HOP, NUM_MELS, MAX_FREQUENCY = 512, 220, 40, 8000.0
 CHARACTERS = "abcdefghijklmnopqrstuvwxyz '"
 CHAR_OFFSET = EOS_ID + 1
 VOCAB_SIZE = CHAR_OFFSET + len(CHARACTERS)
+# espeak-ng at the fastest speed drawn (200 words a minute) takes ~5 frames of 10 ms a character: a bucket of F
+# frames leaves room for F / 4 characters.
+CHARACTERS_PER_FRAME = 0.25
 MIN_WORDS, MAX_WORDS = 2, 6
 LONG_MIN_WORDS, LONG_MAX_WORDS = 9, 12
 TRAIN_ACCENTS = ('en-us', 'en-gb', 'en-gb-scotland', 'en-029')
 TRAIN_VARIANTS = ('m1', 'm2', 'm3', 'm4', 'f1', 'f2', 'f4')
-HELD_OUT_VOICES = {       # split -> (accent, variant) pairs; none of these accents or variants is heard in training
-    'validation': (('en-gb-x-rp', 'm5'), ('en-gb-x-gbclan', 'f3')),
-    'test': (('en-gb-x-gbcwmd', 'm7'), ('en-gb-x-rp', 'f5'), ('en-gb-x-gbclan', 'm7'), ('en-gb-x-gbcwmd', 'f3')),
+HELD_OUT_VOICES = {       # split -> (accent, variant) pairs: no accent or variant of training; validation != test
+    'validation': (('en-gb-x-rp', 'm5'), ('en-gb-x-rp', 'f3')),
+    'test': (('en-gb-x-gbclan', 'm7'), ('en-gb-x-gbclan', 'f5'), ('en-gb-x-gbcwmd', 'm7'), ('en-gb-x-gbcwmd', 'f5')),
 }
 HELD_OUT_VOICES['test_long'] = HELD_OUT_VOICES['test']
 SPEED_RANGE, PITCH_RANGE = (140, 200), (30, 70)
@@ -72,11 +78,14 @@ def clauses(verse: str) -> list[str]:
 
 
 def phrase_pools(verses_by_split: dict[str, Sequence[str]]) -> dict[str, list[str]]:
-  """{split: distinct clauses of the split's word range}, from the verses of each Bible split."""
+  """{split: distinct clauses of the split's word range}, from the verses of each Bible split; a clause found in
+  the training verses is in no other pool, one found in the validation verses in no test pool."""
+  every = {split: {c for verse in verses for c in clauses(verse)} for split, verses in verses_by_split.items()}
+  excluded = {'train': set(), 'validation': every['train'], 'test': every['train'] | every['validation']}
   pools = {}
   for split, bible_split in BIBLE_SPLITS.items():
     low, high = (LONG_MIN_WORDS, LONG_MAX_WORDS) if split == 'test_long' else (MIN_WORDS, MAX_WORDS)
-    found = {c for verse in verses_by_split[bible_split] for c in clauses(verse) if low <= len(c.split()) <= high}
+    found = {c for c in every[bible_split] if low <= len(c.split()) <= high} - excluded[bible_split]
     pools[split] = sorted(found)
   return pools
 
@@ -118,7 +127,8 @@ def mel_filterbank(num_mels: int = NUM_MELS, window: int = WINDOW, rate: int = S
 def log_mel(samples: np.ndarray, *, window: int = WINDOW, hop: int = HOP, rate: int = SAMPLE_RATE,
             num_mels: int = NUM_MELS) -> np.ndarray:
   """[F, num_mels] log(mel energies + 1e-6) of int16 or float samples (scaled to [-1, 1]); F = 1 + (N - window)
-  // hop frames of a Hann window (the signal is zero-padded to at least one window)."""
+  // hop frames of a Hann window (the signal is zero-padded to at least one window); the bands span 0 Hz up to
+  MAX_FREQUENCY or the Nyquist frequency rate / 2, whichever is lower."""
   x = np.asarray(samples, np.float64)
   if np.issubdtype(np.asarray(samples).dtype, np.integer):
     x = x / 32768.0
@@ -127,7 +137,8 @@ def log_mel(samples: np.ndarray, *, window: int = WINDOW, hop: int = HOP, rate: 
   count = 1 + (len(x) - window) // hop
   frames = np.lib.stride_tricks.sliding_window_view(x, window)[::hop][:count] * np.hanning(window)
   power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
-  return np.log(power @ mel_filterbank(num_mels, window, rate) + 1e-6).astype(np.float32)
+  bank = mel_filterbank(num_mels, window, rate, min(MAX_FREQUENCY, rate / 2))
+  return np.log(power @ bank + 1e-6).astype(np.float32)
 
 
 def encode_text(text: str) -> np.ndarray:
@@ -256,20 +267,33 @@ def encode_example(example: dict, *, max_frames: int, max_chars: int) -> dict:
   return {'frames': frames, 'target_in': target_in, 'target_out': target_out, 'num_frames': np.int32(len(features))}
 
 
-def trim_frames(batch: dict, frame_buckets: Sequence[int]) -> dict:
-  """Cuts a batch's frames to the shortest bucket holding its longest utterance (one program per bucket)."""
-  longest = int(np.max(batch['num_frames']))
-  length = next((b for b in sorted(frame_buckets) if b >= longest), max(frame_buckets))
-  return {**batch, 'frames': batch['frames'][:, :length]}
+def frames_for(longest: int, frame_buckets: Sequence[int]) -> int:
+  """The frames an evaluation batch is padded to: the shortest bucket holding its longest utterance, or past the
+  last bucket the next multiple of it (evaluation never cuts an utterance)."""
+  top = max(frame_buckets)
+  return next((b for b in sorted(frame_buckets) if b >= longest), -(-longest // top) * top)
 
 
-def batches(source, *, batch_size: int, frame_buckets: Sequence[int], max_chars: int, seed: int, shuffle: bool,
-            process_index: int = 0, process_count: int = 1, drop_remainder: bool = True):
-  """grain pipeline -> {'frames' [B, F, NUM_MELS + 1], 'target_in', 'target_out' [B, max_chars + 1],
-  'num_frames' [B]} with F one of frame_buckets; a seeded order with a new permutation per epoch, resumable."""
-  dataset = grain.MapDataset.source(source)[process_index::process_count]
-  if shuffle:
-    dataset = dataset.seed(seed).shuffle().repeat()
-  dataset = dataset.map(lambda ex: encode_example(ex, max_frames=max(frame_buckets), max_chars=max_chars))
-  dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-  return dataset.map(lambda batch: trim_frames(batch, frame_buckets)).to_iter_dataset()
+def batches(source, *, batch_size: int, frame_buckets: Sequence[int], max_chars: int, seed: int,
+            process_index: int = 0, process_count: int = 1) -> batching.BucketedBatches:
+  """Training batches of `batch_size` utterances (global), each padded to one (frames, characters) bucket:
+  {'frames' [B, F_b, NUM_MELS + 1], 'target_in', 'target_out' [B, T_b], 'num_frames' [B]}.
+
+  Buckets (attention_jax.data.batching): frame_buckets (utterances longer than the last are cut to it), each with
+  room for F_b * CHARACTERS_PER_FRAME characters + EOS, at most max_chars + 1; an utterance goes to the first
+  bucket that holds both its frames and its characters; every process gets the same bucket at the same step, its own
+  rows of the global batch; the order is seeded per epoch and get_state() / set_state() resume it exactly.
+  """
+  top = max(frame_buckets)
+  batching.check_boundaries(frame_buckets, 'frame_buckets')
+  lengths = sorted({int(b) for b in frame_buckets})
+  buckets = batching.Buckets(tuple(lengths), tuple(min(max_chars + 1, math.ceil(f * CHARACTERS_PER_FRAME) + 1)
+                                                   for f in lengths))
+  text = lambda t: t.decode() if isinstance(t, bytes) else t
+  records = [source[i] for i in range(len(source))]
+  frames = [min(len(r['features']), top) for r in records]
+  characters = [min(len(text(r['text'])), max_chars) + 1 for r in records]
+  sizes = batching.batch_sizes(buckets, batch_type='sentences', batch_size=batch_size)
+  encode = lambda i, frames_b, chars_b: encode_example(records[i], max_frames=frames_b, max_chars=chars_b - 1)
+  return batching.BucketedBatches(encode, buckets.assign(frames, characters), buckets, sizes, seed=seed,
+                                  process_index=process_index, process_count=process_count)

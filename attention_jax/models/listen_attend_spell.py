@@ -30,6 +30,11 @@ from attention_jax.models.encoders import RNNEncoder
 Array = jax.Array
 
 
+def time_reduction(frame_stacking: int, pyramid_layers: int) -> int:
+  """Frames per listener state: k 2^P."""
+  return int(frame_stacking) * 2 ** int(pyramid_layers)
+
+
 def halve_time(states: Array, mask: Array) -> tuple[Array, Array]:
   """[B, F, D], [B, F] -> [B, F / 2, 2D] (consecutive frames side by side, padding zeroed), [B, F / 2] (a pair is
   real if its first frame is)."""
@@ -48,7 +53,7 @@ class Listener(nn.Module):
 
   @property
   def time_reduction(self) -> int:
-    return self.frame_stacking * 2 ** self.pyramid_layers
+    return time_reduction(self.frame_stacking, self.pyramid_layers)
 
   @nn.compact
   def __call__(self, features: Array, mask: Array, *, train: bool = False) -> tuple[Array, Array]:

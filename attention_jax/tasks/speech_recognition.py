@@ -29,6 +29,7 @@ from attention_jax import decoding
 from attention_jax import visualization
 from attention_jax.data import speech as speech_data
 from attention_jax.metrics.recognition import error_rates
+from attention_jax.models import listen_attend_spell
 from attention_jax.models.listen_attend_spell import ListenAttendSpell
 from attention_jax.special_tokens import PAD_ID
 from attention_jax.training import loop
@@ -84,8 +85,8 @@ def build_model(config) -> ListenAttendSpell:
 
 
 def time_reduction(config) -> int:
-  """Frames per listener state: frame_stacking x 2^pyramid_layers."""
-  return int(config.model.frame_stacking) * 2 ** int(config.model.pyramid_layers)
+  """Frames per listener state of the configured model."""
+  return listen_attend_spell.time_reduction(config.model.frame_stacking, config.model.pyramid_layers)
 
 
 def _example_inputs(config):
@@ -123,12 +124,9 @@ def recognise(params, model, source, config, limit: int | None = None):
   subset = [source[i] for i in range(count)]
   references, hypotheses, weights, lengths = [], [], [], []
   factor = time_reduction(config)
-  top = max(config.data.frame_buckets)
   for start in range(0, count, int(config.eval.batch_size)):
     chunk = subset[start:start + int(config.eval.batch_size)]
-    longest = max(len(e['features']) for e in chunk)
-    # Evaluation keeps every frame: past the last bucket, pad to the next multiple of it.
-    frames_needed = next((b for b in sorted(config.data.frame_buckets) if b >= longest), -(-longest // top) * top)
+    frames_needed = speech_data.frames_for(max(len(e['features']) for e in chunk), config.data.frame_buckets)
     encoded = [speech_data.encode_example(e, max_frames=frames_needed, max_chars=int(config.eval.max_output_length))
                for e in chunk]
     frames = jnp.asarray(np.stack([e['frames'] for e in encoded]))
@@ -175,10 +173,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, dict[str, float]]:
   runner = parallel.Runner(config.train.parallel, functools.partial(steps.train_step, loss_fn=loss_fn))
   state = runner.put_state(steps.create_train_state(model, steps.make_optimizer(config.train), int(config.seed),
                                                     *_example_inputs(config)))
-  batches = iter(speech_data.batches(
-      sources['train'], batch_size=int(config.train.batch_size) // jax.process_count(),
-      frame_buckets=tuple(config.data.frame_buckets), max_chars=int(config.data.max_chars), seed=int(config.seed),
-      shuffle=True, process_index=jax.process_index(), process_count=jax.process_count()))
+  batches = speech_data.batches(
+      sources['train'], batch_size=int(config.train.batch_size), frame_buckets=tuple(config.data.frame_buckets),
+      max_chars=int(config.data.max_chars), seed=int(config.seed), process_index=jax.process_index(),
+      process_count=jax.process_count())
   params, results = loop.train_then_evaluate(
       state, runner, batches, config.train, workdir, best_metric='cer', best_mode='min',
       throughput=('count', 'characters_per_second'), splits=('validation', 'test', 'test_long'),

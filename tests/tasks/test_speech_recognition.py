@@ -5,6 +5,7 @@ listener, and the task end to end."""
 import json
 import os
 import shutil
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +31,7 @@ VERSES = {
 def fake_synthesise(text, voice, speed, pitch):
   """int16 audio: 40 ms of a tone per character, its frequency set by the character, the voice and the pitch."""
   rate, samples = speech.SAMPLE_RATE, []
-  offset = 3.0 * (hash(voice) % 7) + pitch
+  offset = 3.0 * (zlib.crc32(voice.encode()) % 7) + pitch
   for c in text:
     t = np.arange(int(0.04 * rate * 170 / speed)) / rate
     samples.append(0.3 * np.sin(2 * np.pi * (200 + 25 * speech.CHARACTERS.index(c) + offset) * t))
@@ -67,9 +68,7 @@ def test_log_mel_matches_the_definitions():
   rng = np.random.default_rng(0)
   samples = (rng.standard_normal(700) * 3000).astype(np.int16)
   got = speech.log_mel(samples, window=128, hop=96, rate=8000, num_mels=6)
-  want = reference_log_mel(samples, 128, 96, 8000, 6, speech.MAX_FREQUENCY if 8000 / 2 >= speech.MAX_FREQUENCY
-                           else 8000.0)
-  # log_mel's filterbank spans 0 .. MAX_FREQUENCY (8 kHz) whatever the rate; at 8 kHz bins stop at 4 kHz.
+  want = reference_log_mel(samples, 128, 96, 8000, 6, 4000.0)     # at 8 kHz the bands stop at Nyquist, 4 kHz
   assert got.shape == (1 + (700 - 128) // 96, 6)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
@@ -120,13 +119,34 @@ def test_builder_splits_lengths_and_features(tmp_path):
       assert example['features'].dtype == np.float16 and example['features'].shape[1] == speech.NUM_MELS
       words = len(text(example['text']).split())
       assert (9 <= words <= 12) if split == 'test_long' else (2 <= words <= 6)
-  assert not set(pools['train']) & set(pools['test'])
-  batch = next(iter(speech.batches(sources['train'], batch_size=4, frame_buckets=(64, 128, 256, 512), max_chars=40,
-                                   seed=0, shuffle=True)))
-  longest = int(batch['num_frames'].max())
-  assert batch['frames'].shape[1] == min(b for b in (64, 128, 256, 512) if b >= longest)
-  flags = batch['frames'][..., -1]
-  np.testing.assert_array_equal(flags.sum(1), np.minimum(batch['num_frames'], batch['frames'].shape[1]))
+  iterator = speech.batches(sources['train'], batch_size=4, frame_buckets=(64, 128, 256, 512), max_chars=40, seed=0)
+  for _ in range(3):
+    batch = next(iterator)
+    real = batch['num_frames'] > 0                                     # (a bucket's last batch is padded with rows)
+    frames_b, chars_b = batch['frames'].shape[1], batch['target_out'].shape[1]
+    assert frames_b in (64, 128, 256, 512) and chars_b == min(41, int(np.ceil(frames_b / 4)) + 1)
+    assert frames_b >= batch['num_frames'].max() and np.all((batch['target_out'][real] == 2).any(1))   # EOS fits
+    np.testing.assert_array_equal(batch['frames'][..., -1].sum(1), batch['num_frames'])
+    assert np.all(batch['target_out'][real, 0] >= speech.CHAR_OFFSET)
+  # Two processes get the same bucket at every step and their own halves of the global batch.
+  halves = [speech.batches(sources['train'], batch_size=4, frame_buckets=(64, 128, 256, 512), max_chars=40, seed=0,
+                           process_index=p, process_count=2) for p in (0, 1)]
+  whole = speech.batches(sources['train'], batch_size=4, frame_buckets=(64, 128, 256, 512), max_chars=40, seed=0)
+  for _ in range(4):
+    parts, full = [next(h) for h in halves], next(whole)
+    np.testing.assert_array_equal(np.concatenate([p['frames'] for p in parts]), full['frames'])
+
+
+def test_no_test_phrase_was_heard_in_training_or_validation():
+  shared = 'Blessed are the meek: for they shall inherit the earth. I shall not want.'
+  verses = {'train': ['I shall not want, said the man.', 'the man said so.'],
+            'validation': ['Blessed are the meek: the man said so.'],
+            'test': [shared, 'Blessed are the meek, and the man said so.']}
+  pools = speech.phrase_pools(verses)
+  assert 'i shall not want' in pools['train'] and 'the man said so' in pools['train']
+  assert pools['validation'] == ['blessed are the meek']
+  # 'blessed are the meek' was heard in validation, 'i shall not want' in training; 'and the man said so' is new.
+  assert pools['test'] == ['and the man said so', 'for they shall inherit the earth']
 
 
 @pytest.mark.skipif(shutil.which('espeak-ng') is None, reason='espeak-ng is not installed (apt-get install espeak-ng)')
