@@ -1,4 +1,4 @@
-"""CoNLL-2003 named-entity recognition (English; PER, ORG, LOC, MISC), as tfds data + a grain pipeline.
+"""CoNLL-2003 named-entity recognition (English; PER, ORG, LOC, MISC), as tfds data + bucketed batches.
 
 Two ways in, both giving {'train', 'validation', 'test'} sources of {'tokens': [n] str, 'ner': [n] int} records with
 the tag ids of NER_TAGS (the tfds catalog's order):
@@ -10,22 +10,22 @@ the tag ids of NER_TAGS (the tfds catalog's order):
 No NER corpus ships in any Debian or PyPI package, so there is no offline copy of the real data.
 
 Batches: words lower-cased through a vocabulary of the training words, a capitalisation feature per word (CASES),
-each batch padded to the shortest of `bucket_lengths` that holds its longest sentence (one compiled program per
-bucket); sentences longer than the last bucket are cut for training and kept whole for evaluation by
-`evaluation_batches`, which pads to the longest.
+each batch padded to one of `bucket_lengths` (attention_jax.data.batching: one compiled program per bucket, the
+same bucket on every process); sentences longer than the last bucket are cut for training and kept whole by
+`evaluation_batches`.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 from collections.abc import Iterator, Sequence
 
-import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from attention_jax.special_tokens import WORD_PAD_ID, WORD_SPECIAL_SYMBOLS, WORD_UNK_ID
+from attention_jax.data import batching
+from attention_jax.data import tokenizers
+from attention_jax.special_tokens import WORD_PAD_ID
 
 NER_TAGS = ('O', 'B-PER', 'I-PER', 'B-ORG', 'I-ORG', 'B-LOC', 'I-LOC', 'B-MISC', 'I-MISC')
 CATALOG_NAME = 'conll2003'
@@ -135,25 +135,18 @@ def _text(token) -> str:
   return token.decode() if isinstance(token, bytes) else str(token)
 
 
-class TagVocabulary:
-  """Lower-cased word <-> id (WORD_PAD_ID 0, WORD_UNK_ID 1, then the training words by frequency)."""
+def lower_tokens(tokens) -> list[str]:
+  """A sentence's tokens (str or UTF-8 bytes) lower-cased."""
+  return [_text(t).lower() for t in tokens]
 
-  def __init__(self, words: Sequence[str]):
-    self.words = list(WORD_SPECIAL_SYMBOLS) + [w for w in words if w not in WORD_SPECIAL_SYMBOLS]
-    self.index = {w: i for i, w in enumerate(self.words)}
+
+class TagVocabulary(tokenizers.WordVocabulary):
+  """Lower-cased words of the training sentences (tokenizers.WordVocabulary over given tokens)."""
+  tokenize = staticmethod(lower_tokens)
 
   @classmethod
-  def build(cls, source, *, min_count: int = 1, max_size: int = 30000) -> TagVocabulary:
-    counts = collections.Counter(_text(t).lower() for i in range(len(source)) for t in source[i]['tokens'])
-    frequent = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
-    return cls(frequent[: max_size - len(WORD_SPECIAL_SYMBOLS)])
-
-  @property
-  def size(self) -> int:
-    return len(self.words)
-
-  def encode(self, tokens) -> list[int]:
-    return [self.index.get(_text(t).lower(), WORD_UNK_ID) for t in tokens]
+  def from_source(cls, source, *, min_count: int = 2, max_size: int = 30000) -> TagVocabulary:
+    return cls.build((source[i]['tokens'] for i in range(len(source))), min_count=min_count, max_size=max_size)
 
 
 def encode_example(example: dict, vocabulary: TagVocabulary, *, max_length: int) -> dict:
@@ -169,26 +162,30 @@ def encode_example(example: dict, vocabulary: TagVocabulary, *, max_length: int)
   return {'words': words, 'cases': cases, 'tags': tags, 'length': np.int32(len(tokens))}
 
 
-def trim_to_bucket(batch: dict, bucket_lengths: Sequence[int]) -> dict:
-  """Cuts a batch padded to max(bucket_lengths) to the shortest bucket that holds its longest sentence."""
-  longest = int(np.max(batch['length'])) if len(batch['length']) else 1
-  length = next((b for b in sorted(bucket_lengths) if b >= longest), max(bucket_lengths))
-  return {k: (v[:, :length] if v.ndim == 2 else v) for k, v in batch.items()}
+def bucket_length(longest: int, bucket_lengths: Sequence[int]) -> int:
+  """The length a batch whose longest sentence has `longest` words is padded to: the shortest bucket holding it,
+  or past the last bucket the next multiple of it (evaluation never cuts a sentence)."""
+  top = max(bucket_lengths)
+  return next((b for b in sorted(bucket_lengths) if b >= longest), -(-longest // top) * top)
 
 
 def batches(source, vocabulary: TagVocabulary, *, batch_size: int, bucket_lengths: Sequence[int], seed: int,
-            shuffle: bool, process_index: int = 0, process_count: int = 1, drop_remainder: bool = True):
-  """grain pipeline -> {'words', 'cases', 'tags' [B, L], 'length' [B]} with L one of bucket_lengths.
+            process_index: int = 0, process_count: int = 1) -> batching.BucketedBatches:
+  """Training batches of `batch_size` sentences (global): {'words', 'cases', 'tags' [B, L], 'length' [B]}, L the
+  shortest of bucket_lengths holding the batch's sentences (longer ones are cut to the last).
 
-  With shuffle: a seeded order, a new permutation each epoch; get_state()/set_state() resume it exactly.
+  attention_jax.data.batching's schedule: every process the same bucket at every step and its own rows; a seeded
+  order per epoch; get_state() / set_state() resume it exactly.
   """
-  max_length = max(bucket_lengths)
-  dataset = grain.MapDataset.source(source)[process_index::process_count]
-  if shuffle:
-    dataset = dataset.seed(seed).shuffle().repeat()
-  dataset = dataset.map(lambda ex: encode_example(ex, vocabulary, max_length=max_length))
-  dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-  return dataset.map(lambda batch: trim_to_bucket(batch, bucket_lengths)).to_iter_dataset()
+  batching.check_boundaries(bucket_lengths, 'bucket_lengths')
+  top = max(bucket_lengths)
+  buckets = batching.Buckets.from_boundaries(bucket_lengths, max_source_length=top, max_target_length=top)
+  records = [source[i] for i in range(len(source))]
+  lengths = [min(len(r['tokens']), len(r['ner']), top) for r in records]
+  sizes = batching.batch_sizes(buckets, batch_type='sentences', batch_size=batch_size)
+  encode = lambda i, length, _: encode_example(records[i], vocabulary, max_length=length)
+  return batching.BucketedBatches(encode, buckets.assign(lengths), buckets, sizes, seed=seed,
+                                  process_index=process_index, process_count=process_count)
 
 
 def evaluation_batches(source, vocabulary: TagVocabulary, *, batch_size: int, bucket_lengths: Sequence[int]):
@@ -197,9 +194,7 @@ def evaluation_batches(source, vocabulary: TagVocabulary, *, batch_size: int, bu
   examples = [source[i] for i in range(len(source))]
   for start in range(0, len(examples), batch_size):
     chunk = examples[start:start + batch_size]
-    longest = max(min(len(e['tokens']), len(e['ner'])) for e in chunk)
-    top = max(bucket_lengths)
-    length = next((b for b in sorted(bucket_lengths) if b >= longest), -(-longest // top) * top)
+    length = bucket_length(max(min(len(e['tokens']), len(e['ner'])) for e in chunk), bucket_lengths)
     encoded = [encode_example(e, vocabulary, max_length=length) for e in chunk]
     batch = {k: np.stack([e[k] for e in encoded]) for k in encoded[0]}
     batch['text'] = [[_text(t) for t in e['tokens']][:n] for e, n in zip(chunk, batch['length'])]

@@ -17,8 +17,6 @@ Prepare once (downloads the sdist from PyPI with pip, builds array_record files,
 
 from __future__ import annotations
 
-import collections
-import json
 import os
 import re
 import subprocess
@@ -30,8 +28,9 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
+from attention_jax.data import tokenizers
 from attention_jax.data.splits import hash_split
-from attention_jax.special_tokens import WORD_PAD_ID, WORD_SPECIAL_SYMBOLS, WORD_UNK_ID
+from attention_jax.special_tokens import WORD_PAD_ID
 
 VADER_VERSION = '3.3.2'
 DOMAIN_FILES = {
@@ -181,34 +180,9 @@ def tokenize(text: str) -> list[str]:
   return _TOKEN.findall(text.lower())
 
 
-class WordVocabulary:
-  """Word <-> id map built from training texts; WORD_PAD_ID 0, WORD_UNK_ID 1, then the words."""
-
-  def __init__(self, words: Sequence[str]):
-    self.words = list(WORD_SPECIAL_SYMBOLS) + [w for w in words if w not in WORD_SPECIAL_SYMBOLS]
-    self.index = {w: i for i, w in enumerate(self.words)}
-
-  @classmethod
-  def build(cls, texts, *, min_count: int = 2, max_size: int = 20000) -> WordVocabulary:
-    counts = collections.Counter(token for text in texts for token in tokenize(text))
-    frequent = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
-    return cls(frequent[: max_size - len(WORD_SPECIAL_SYMBOLS)])
-
-  @property
-  def size(self) -> int:
-    return len(self.words)
-
-  def encode(self, text: str) -> list[int]:
-    return [self.index.get(token, WORD_UNK_ID) for token in tokenize(text)]
-
-  def save(self, path: str) -> None:
-    with open(path, 'w') as f:
-      json.dump(self.words[len(WORD_SPECIAL_SYMBOLS):], f)
-
-  @classmethod
-  def load(cls, path: str) -> WordVocabulary:
-    with open(path) as f:
-      return cls(json.load(f))
+class WordVocabulary(tokenizers.WordVocabulary):
+  """The sentiment vocabulary: words of `tokenize` (lower-cased words and punctuation marks)."""
+  tokenize = staticmethod(tokenize)
 
 
 def encode_example(example: dict, vocabulary: WordVocabulary, *, max_length: int, label: str) -> dict:

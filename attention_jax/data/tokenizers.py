@@ -15,6 +15,7 @@ A run directory keeps the tokenizers in vocab.json, so translate/evaluate reprod
 from __future__ import annotations
 
 import base64
+import collections
 import io
 import json
 import os
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from attention_jax.special_tokens import BOS_ID, EOS_ID, FIRST_TOKEN_ID, PAD_ID, SPECIAL_SYMBOLS, UNK_ID
+from attention_jax.special_tokens import WORD_SPECIAL_SYMBOLS, WORD_UNK_ID
 
 VOCAB_FILE = 'vocab.json'
 
@@ -211,3 +213,42 @@ def load_tokenizers(directory: str) -> tuple:
     data = json.load(f)
   return (tokenizer_from_json(data['source']), tokenizer_from_json(data['target']),
           data['max_source_length'], data['max_target_length'])
+
+
+class WordVocabulary:
+  """Word <-> id map built from training texts: WORD_PAD_ID 0, WORD_UNK_ID 1, then the words by frequency.
+
+  A subclass says how a text becomes words (`tokenize`, a static method): sentiment's lower-cased words and
+  punctuation, NER's given tokens lower-cased. encode(text) -> [ids]; save(path) / load(path) keep the words.
+  """
+
+  @staticmethod
+  def tokenize(text) -> list[str]:
+    raise NotImplementedError('A WordVocabulary subclass defines tokenize(text) -> words.')
+
+  def __init__(self, words: Sequence[str]):
+    self.words = list(WORD_SPECIAL_SYMBOLS) + [w for w in words if w not in WORD_SPECIAL_SYMBOLS]
+    self.index = {w: i for i, w in enumerate(self.words)}
+
+  @classmethod
+  def build(cls, texts: Iterable, *, min_count: int = 2, max_size: int = 20000):
+    """The words of `texts` seen at least min_count times, most frequent first, at most max_size ids in all."""
+    counts = collections.Counter(token for text in texts for token in cls.tokenize(text))
+    frequent = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+    return cls(frequent[: max_size - len(WORD_SPECIAL_SYMBOLS)])
+
+  @property
+  def size(self) -> int:
+    return len(self.words)
+
+  def encode(self, text) -> list[int]:
+    return [self.index.get(token, WORD_UNK_ID) for token in self.tokenize(text)]
+
+  def save(self, path: str) -> None:
+    with open(path, 'w') as f:
+      json.dump(self.words[len(WORD_SPECIAL_SYMBOLS):], f)
+
+  @classmethod
+  def load(cls, path: str):
+    with open(path) as f:
+      return cls(json.load(f))

@@ -2,7 +2,7 @@
 
     e_i = [Embed_w(word_i); Embed_c(case_i)]              [B, S, E + E_c]
     h_i = BiLSTM(e)_i                                     [B, S, 2H]
-    a_i = weights(score(h_i, h_j)) over the words j       [B, S, S]   any registered scorer and weighting
+    a_i = weights(score(h_i, h_j)) over the words j       [B, S, S]   a stateless scorer, any weighting
     c_i = sum_j a_ij h_j                                  [B, S, 2H]  what the sentence says about word i
     logits_i = W_o tanh(W_c [h_i; c_i])                   [B, S, L]   (one head, no CRF: tags chosen per word)
 
@@ -31,13 +31,28 @@ Array = jax.Array
 ATTENTIONS = ('self', 'none')
 
 
+def self_attention_scorers() -> list[str]:
+  """The registered scorers self-attention can use: those with no decoding state (previous weights, coverage) and
+  no fixed number of positions (every query attends over its own sentence at once)."""
+  return [name for name in scoring.names()
+          if not scoring.get(name).state and scoring.get(name).source_length_option is None]
+
+
+def check_scorer(name: str) -> None:
+  """ValueError naming the scorers self-attention takes unless `name` is one."""
+  valid = self_attention_scorers()
+  if name not in valid:
+    raise ValueError(f'Scorer {name!r} cannot score self-attention over a sentence (it needs a decoding state or a '
+                     f'fixed number of positions). Valid scorers: {", ".join(valid)}.')
+
+
 class AttentionTagger(nn.Module):
   """BiLSTM + self-attention tagger (see the module docstring).
 
   Attributes:
     vocab_size: V (id 0 is padding). num_cases: the capitalisation feature's size. num_tags: L.
     attention: 'self' | 'none'.
-    scorer, scorer_options, weighting: the self-attention (see attention_jax.scoring).
+    scorer, scorer_options, weighting: the self-attention (any of self_attention_scorers()).
     embed_dim, case_dim: E, E_c. hidden_dim: H per direction.
     dropout_rate: on the embeddings and on [h_i; c_i].
   """
@@ -54,6 +69,7 @@ class AttentionTagger(nn.Module):
   dropout_rate: float = 0.3
 
   def __post_init__(self):
+    check_scorer(self.scorer)
     if self.attention not in ATTENTIONS:
       raise ValueError(f'Unknown attention {self.attention!r}. Valid attentions: {", ".join(ATTENTIONS)}.')
     super().__post_init__()
@@ -69,8 +85,7 @@ class AttentionTagger(nn.Module):
     weights = None
     features = states
     if self.attention == 'self':
-      options = scoring.with_source_length(self.scorer, self.scorer_options, words.shape[1])
-      context, weights = Attention(self.scorer, self.weighting, FrozenDict(options), name='self_attention')(
+      context, weights = Attention(self.scorer, self.weighting, FrozenDict(self.scorer_options), name='self_attention')(
           states, states, states, mask)
       features = jnp.concatenate([states, context], axis=-1)
     hidden = jnp.tanh(nn.Dense(2 * self.hidden_dim, name='combine')(dropout(features)))

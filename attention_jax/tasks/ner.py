@@ -24,10 +24,12 @@ import numpy as np
 from flax.core import FrozenDict
 
 from attention_jax import visualization
+from attention_jax.data import batching
 from attention_jax.data import ner as ner_data
 from attention_jax.data import registry
 from attention_jax.metrics.ner import entity_scores
-from attention_jax.models.tagger import ATTENTIONS, AttentionTagger
+from attention_jax.models.tagger import ATTENTIONS, AttentionTagger, check_scorer
+from attention_jax.special_tokens import WORD_PAD_ID
 from attention_jax.training import loop
 from attention_jax.training import parallel
 from attention_jax.training import steps
@@ -43,9 +45,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.data = ml_collections.ConfigDict()
   config.data.name = 'conll2003'
-  config.data.data_dir = 'data/conll2003'
+  config.data.data_dir = ''                        # '' = the dataset's default (data/conll2003)
   config.data.bucket_lengths = (16, 32, 64, 128)   # training sentences longer than the last are cut
-  config.data.min_word_count = 1
+  config.data.min_word_count = 2                   # rarer training words are UNK, so UNK's embedding is trained
   config.model = ml_collections.ConfigDict()
   config.model.attention = 'self'                  # self | none (the BiLSTM baseline)
   config.model.scorer = 'general'
@@ -85,18 +87,20 @@ def validate_config(config) -> None:
   if config.model.attention not in ATTENTIONS:
     raise ValueError(f'Unknown config.model.attention {config.model.attention!r}. Valid attentions: '
                      f'{", ".join(ATTENTIONS)}.')
-  lengths = list(config.data.bucket_lengths)
-  if not lengths or any(isinstance(b, bool) or int(b) != b or b < 1 for b in lengths):
-    raise ValueError(f'config.data.bucket_lengths={tuple(lengths)} must be one or more positive integers.')
+  if not list(config.data.bucket_lengths):
+    raise ValueError('config.data.bucket_lengths is empty: give one or more sentence lengths, e.g. (16, 32, 64).')
+  batching.check_boundaries(config.data.bucket_lengths, 'config.data.bucket_lengths')
+  check_scorer(config.model.scorer)
   check_integer_fields(config, (('data', 'min_word_count', 1), ('model', 'hidden_dim', 1),
                                 ('eval', 'num_examples_shown', 0)))
   jax.eval_shape(build_model(config, 10).init, jax.random.key(0), *_example_inputs(config))
 
 
 def tagging_loss(params, batch: dict, rng, *, train: bool, model):
-  """Cross-entropy over the words of {'words', 'cases', 'tags'} (tags PAD_TAG at padding): (sum, words, sums)."""
+  """Cross-entropy over the words of {'words', 'cases', 'tags'}: (sum, words, sums). Padding is where words is
+  WORD_PAD_ID (real words are never 0: unknown ones are WORD_UNK_ID), which also covers a batch's filler rows."""
   logits, _ = model.apply({'params': params}, batch['words'], batch['cases'], train=train, rngs={'dropout': rng})
-  mask = batch['tags'] != ner_data.PAD_TAG
+  mask = batch['words'] != WORD_PAD_ID
   tags = jnp.where(mask, batch['tags'], 0)
   log_p = jax.nn.log_softmax(logits)
   losses = -jnp.take_along_axis(log_p, tags[..., None], axis=-1)[..., 0] * mask
@@ -148,17 +152,17 @@ def train_and_evaluate(config, workdir: str) -> dict[str, dict[str, float]]:
   """Trains the tagger, evaluates validation/test, draws the attention; returns {'validation', 'test'}."""
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
-  sources = ner_data.load_sources(config.data.data_dir)
-  vocabulary = ner_data.TagVocabulary.build(sources['train'], min_count=int(config.data.min_word_count))
+  sources = ner_data.load_sources(config.data.data_dir or registry.get(config.data.name).data_dir)
+  vocabulary = ner_data.TagVocabulary.from_source(sources['train'], min_count=int(config.data.min_word_count))
   model = build_model(config, vocabulary.size)
   runner = parallel.Runner(config.train.parallel, functools.partial(
       steps.train_step, loss_fn=functools.partial(tagging_loss, model=model)))
   state = runner.put_state(steps.create_train_state(model, steps.make_optimizer(config.train), int(config.seed),
                                                     *_example_inputs(config)))
-  batches = iter(ner_data.batches(
-      sources['train'], vocabulary, batch_size=int(config.train.batch_size) // jax.process_count(),
-      bucket_lengths=tuple(config.data.bucket_lengths), seed=int(config.seed), shuffle=True,
-      process_index=jax.process_index(), process_count=jax.process_count()))
+  batches = ner_data.batches(
+      sources['train'], vocabulary, batch_size=int(config.train.batch_size),
+      bucket_lengths=tuple(config.data.bucket_lengths), seed=int(config.seed), process_index=jax.process_index(),
+      process_count=jax.process_count())
   apply_fn = jax.jit(lambda params, words, cases: model.apply({'params': params}, words, cases))
   params, results = loop.train_then_evaluate(
       state, runner, batches, config.train, workdir, best_metric='f1', throughput=('count', 'words_per_second'),

@@ -76,12 +76,24 @@ def test_conll_files_build_without_tensorflow_and_batch_by_bucket(tmp_path):
   got = sorted((tuple(t.decode() if isinstance(t, bytes) else t for t in r['tokens']),
                 tuple(ner_data.NER_TAGS[t] for t in r['ner'])) for r in records)
   assert got == want
-  vocabulary = ner_data.TagVocabulary.build(sources['train'])
-  batch = next(iter(ner_data.batches(sources['train'], vocabulary, batch_size=4, bucket_lengths=(4, 8, 16), seed=0,
-                                     shuffle=True)))
-  longest = int(batch['length'].max())
-  assert batch['words'].shape[1] == min(b for b in (4, 8, 16) if b >= longest)
-  assert np.all((batch['tags'] == ner_data.PAD_TAG) == (np.arange(batch['words'].shape[1]) >= batch['length'][:, None]))
+  vocabulary = ner_data.TagVocabulary.from_source(sources['train'])
+  assert vocabulary.encode(['PETER', 'unseenword']) == [vocabulary.index['peter'], 1]        # lower-cased; UNK
+  iterator = ner_data.batches(sources['train'], vocabulary, batch_size=4, bucket_lengths=(4, 8, 16), seed=0)
+  for _ in range(5):
+    batch = next(iterator)
+    longest = int(batch['length'].max())
+    assert batch['words'].shape[1] == min(b for b in (4, 8, 16) if b >= longest)
+    padding = np.arange(batch['words'].shape[1]) >= batch['length'][:, None]
+    real = batch['length'] > 0                      # (a bucket's last batch is filled with all-zero rows)
+    assert np.all((batch['tags'][real] == ner_data.PAD_TAG) == padding[real])
+    assert np.all((batch['words'] == 0) == padding)
+  # Two processes: the same bucket at every step, each its own half of the global batch.
+  halves = [ner_data.batches(sources['train'], vocabulary, batch_size=4, bucket_lengths=(4, 8, 16), seed=0,
+                             process_index=p, process_count=2) for p in (0, 1)]
+  whole = ner_data.batches(sources['train'], vocabulary, batch_size=4, bucket_lengths=(4, 8, 16), seed=0)
+  for _ in range(5):
+    parts, full = [next(h) for h in halves], next(whole)
+    np.testing.assert_array_equal(np.concatenate([p['words'] for p in parts]), full['words'])
   assert [ner_data.CASES[ner_data.case_of(w)] for w in ('Paris', 'EU', 'in', '1996', '.')] == \
       ['title', 'upper', 'lower', 'digit', 'other']
   with open(tmp_path / 'conll' / 'test.txt', 'a') as f:
@@ -101,7 +113,7 @@ def test_catalog_path_with_tfds_mock_data():
     builder = ner_data.catalog_builder('unused')
     assert builder.info.features['ner'].feature.names == list(ner_data.NER_TAGS)
     source = builder.as_data_source(split='train')
-    vocabulary = ner_data.TagVocabulary.build(source)
+    vocabulary = ner_data.TagVocabulary.from_source(source)
     batch = next(ner_data.evaluation_batches(source, vocabulary, batch_size=3, bucket_lengths=(8, 16)))
     assert batch['words'].shape[0] == 3 and len(batch['text']) == 3
 
@@ -139,4 +151,8 @@ def test_ner_trains_end_to_end_on_conll_files(tmp_path):
     assert json.load(f)['test'] == results['test']
   config.model.attention = 'attentive'
   with pytest.raises(ValueError, match='Valid attentions: self, none'):
+    ner.validate_config(config)
+  config.model.attention = 'self'
+  config.model.scorer = 'location_aware'
+  with pytest.raises(ValueError, match="Scorer 'location_aware' cannot score self-attention.*Valid scorers: additive"):
     ner.validate_config(config)
