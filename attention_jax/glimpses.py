@@ -15,8 +15,11 @@ is cut at whole pixels (not differentiable in the location; the location is lear
 Soft glimpse (Gregor et al. 2015, DRAW's read): for each scale, an N x N grid of Gaussian filters centred on the
 location with stride delta and standard deviation sigma, F_Y [N, H] and F_X [N, W] (rows normalised to sum 1),
 read as gamma * F_Y A F_X^T per channel: differentiable in the location, stride, sigma and intensity, so it trains
-by backpropagation. With delta = 2^i, sigma -> 0 and an integer-aligned centre it reads the same pixels as the
-hard glimpse's scale i before pooling.
+by backpropagation. With sigma -> 0 and a whole-pixel centre inside the image, scale 0 (delta = 1) reads exactly the
+hard glimpse's finest patch and scale 1 (delta = 2, each filter midway between two pixels) its pooled second patch;
+from scale 2 on each filter reads the 2 x 2 pixels at the centre of its 2^i x 2^i block, where the hard glimpse
+averages the whole block. Each filter is normalised over the image's pixels, so a filter centred off the image reads the
+nearest edge pixels where the hard glimpse reads zeros.
 """
 
 from __future__ import annotations

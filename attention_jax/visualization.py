@@ -148,18 +148,18 @@ def plot_image_attention(image: np.ndarray, weights: np.ndarray, grid: tuple[int
   return path
 
 
-def plot_glimpse_paths(images: np.ndarray, locations: np.ndarray, sides: np.ndarray, boxes: np.ndarray,
+def plot_glimpse_paths(images: np.ndarray, centres: np.ndarray, sides: np.ndarray, boxes: np.ndarray,
                        item_size: int, titles: Sequence[str], path: str, columns: int = 4) -> str:
   """Draws where a recurrent attention model looked: one panel per image, a numbered rectangle per glimpse.
 
   Args:
     images: [N, H, W] in [0, 1].
-    locations: [N, n, 2] glimpse centres (y, x) in [-1, 1].
+    centres: [N, n, 2] glimpse centres (y, x) in pixels (glimpses.location_to_pixels).
     sides: [N, n] the side in pixels of each glimpse's finest patch (drawn as the rectangle).
     boxes: [N, 2] (top, left) of the item, drawn dashed as an item_size square.
     titles: one caption per panel.
   """
-  images, locations, sides = np.asarray(images, np.float32), np.asarray(locations), np.asarray(sides)
+  images, centres, sides = np.asarray(images, np.float32), np.asarray(centres), np.asarray(sides)
   count, height, width = images.shape
   rows = (count + columns - 1) // columns
   fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.5 * rows), squeeze=False)
@@ -171,10 +171,9 @@ def plot_glimpse_paths(images: np.ndarray, locations: np.ndarray, sides: np.ndar
     ax.imshow(images[k], cmap='gray', vmin=0, vmax=1, extent=(0, width, height, 0))
     top, left = boxes[k]
     ax.add_patch(plt.Rectangle((left, top), item_size, item_size, fill=False, ec='lime', ls='--', lw=1))
-    centres = (np.clip(locations[k], -1, 1) + 1) / 2 * np.asarray([height, width])
-    steps = len(centres)
-    ax.plot(centres[:, 1], centres[:, 0], color='cyan', lw=0.8, alpha=0.8)
-    for t, ((y, x), side) in enumerate(zip(centres, sides[k])):
+    steps = len(centres[k])
+    ax.plot(centres[k, :, 1], centres[k, :, 0], color='cyan', lw=0.8, alpha=0.8)
+    for t, ((y, x), side) in enumerate(zip(centres[k], sides[k])):
       colour = colours(t / max(steps - 1, 1))
       ax.add_patch(plt.Rectangle((x - side / 2, y - side / 2), side, side, fill=False, ec=colour, lw=1.2))
       ax.text(x, y, str(t + 1), color=colour, fontsize=8, ha='center', va='center', fontweight='bold')

@@ -89,6 +89,25 @@ def test_soft_glimpse_with_narrow_filters_reads_the_hard_patch():
       np.testing.assert_allclose(read[b, i, :, :, 0], 2.0 * fy @ images[b, :, :, 0] @ fx.T, rtol=1e-4, atol=1e-6)
 
 
+def test_soft_glimpse_coarser_scales_sample_and_off_image_filters_read_the_edge():
+  image = np.random.default_rng(5).random((1, 16, 16, 1)).astype(np.float32)
+  narrow, zeros = jnp.full((1,), math.log(0.01)), jnp.zeros((1,))
+  centre = jnp.asarray([[0.0, 0.0]])
+  read = np.asarray(glimpses.soft_glimpse(jnp.asarray(image), centre, zeros, narrow, zeros, size=2, scales=3))
+  hard = np.asarray(glimpses.glimpse_sensor(jnp.asarray(image), centre, size=2, scales=3))
+  # Scales 0 and 1 equal the hard glimpse's (scale 1: means 8 + (i - 0.5) * 2 = 7, 9 lie midway between pixel
+  # centres, so each reads the mean of a 2 x 2 block, as the pooled patch does).
+  np.testing.assert_allclose(read[0, :2], hard[0, :2], atol=1e-3)
+  # Scale 2 (stride 4): means 6 and 10 read the centre 2 x 2 (pixels 5-6, 9-10) of the 4 x 4 blocks 4-7, 8-11.
+  want = np.array([[image[0, r:r + 2, c:c + 2, 0].mean() for c in (5, 9)] for r in (5, 9)])
+  np.testing.assert_allclose(read[0, 2, :, :, 0], want, atol=1e-3)
+  assert not np.allclose(read[0, 2], hard[0, 2], atol=1e-3)              # not the whole block's mean
+  # A grid centred on the top-left corner: the filters off the image read the first row / column.
+  corner = np.asarray(glimpses.soft_glimpse(jnp.asarray(image), jnp.asarray([[-1.0, -1.0]]), zeros, narrow, zeros,
+                                            size=4, scales=1))
+  np.testing.assert_allclose(corner[0, 0, :, :, 0], image[0][np.ix_([0, 0, 0, 1], [0, 0, 0, 1])][..., 0], atol=1e-3)
+
+
 def test_soft_glimpse_is_differentiable_in_where_it_looks():
   images = jnp.asarray(np.random.default_rng(3).random((1, 16, 16, 1)), jnp.float32)
 

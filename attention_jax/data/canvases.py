@@ -2,8 +2,8 @@
 cluttered MNIST protocol, on clothes), as a tfds builder + grain pipeline.
 
   'fashion_canvases': each 28x28 item at a uniformly random position on a 60x60 black canvas.
-  'fashion_cluttered': the same plus `clutter` 8x8 crops of other images of the same split's pool, each at a random
-    position (drawn under the item, which is pasted last, as Mnih et al.).
+  'fashion_cluttered': the same plus 4 8x8 crops of other images of the same split's pool, each at a random
+    position (Mnih et al.'s clutter); crops and item are combined by their maximum, so the item is never hidden.
 
 The items come from the pinned Debian package dataset-fashion-mnist (as `fashion_strips`): pools are the first 90%
 of the official training set (train), its last 10% (validation) and the official test set (test), so test canvases
@@ -71,19 +71,18 @@ def generate_canvases(images: np.ndarray, labels: np.ndarray, pool: np.ndarray, 
 
 
 class FashionCanvases(tfds.core.GeneratorBasedBuilder):
-  """Fashion-MNIST items on 60x60 canvases, with or without clutter (array_record).
+  """Fashion-MNIST items on 60x60 canvases without clutter (array_record); FashionCluttered with it. Each variant
+  is its own tfds dataset (named after it), so one data_dir never passes one variant off as the other.
 
-  Give each variant its own data_dir (the registry's are data/<variant>). `source_path`: the directory of the four
-  Fashion-MNIST IDX files. `counts`: canvases per split (None: each
-  image of the split's pool once).
+  `source_path`: the directory of the four Fashion-MNIST IDX files. `counts`: canvases per split (None: each image
+  of the split's pool once).
   """
 
   VERSION = tfds.core.Version('1.0.0')
+  VARIANT = 'fashion_canvases'
 
-  def __init__(self, *, variant: str = 'fashion_canvases', source_path: str = '',
-               counts: dict[str, int] | None = None, seed: int = 0, **kwargs):
-    check_variant(variant)
-    self._variant, self._source_path, self._counts, self._seed = variant, source_path, counts or {}, seed
+  def __init__(self, *, source_path: str = '', counts: dict[str, int] | None = None, seed: int = 0, **kwargs):
+    self._variant, self._source_path, self._counts, self._seed = self.VARIANT, source_path, counts or {}, seed
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -110,9 +109,17 @@ class FashionCanvases(tfds.core.GeneratorBasedBuilder):
                                            count=self._counts.get(split)))
 
 
+class FashionCluttered(FashionCanvases):
+  """The canvases with 4 pieces of 8x8 clutter (see FashionCanvases)."""
+  VARIANT = 'fashion_cluttered'
+
+
+BUILDERS = {'fashion_canvases': FashionCanvases, 'fashion_cluttered': FashionCluttered}
+
+
 def build(data_dir: str, source_path: str, *, variant: str = 'fashion_canvases', **options) -> FashionCanvases:
-  builder = FashionCanvases(variant=variant, source_path=source_path, data_dir=data_dir,
-                            file_format='array_record', **options)
+  check_variant(variant)
+  builder = BUILDERS[variant](source_path=source_path, data_dir=data_dir, file_format='array_record', **options)
   builder.download_and_prepare()
   return builder
 
@@ -126,8 +133,7 @@ def prepare(data_dir: str, *, variant: str = 'fashion_canvases', **options) -> F
 
 def load(data_dir: str, *, variant: str = 'fashion_canvases', **options) -> FashionCanvases:
   check_variant(variant)
-  builder = FashionCanvases(variant=variant, data_dir=data_dir, file_format='array_record',
-                            **options)
+  builder = BUILDERS[variant](data_dir=data_dir, file_format='array_record', **options)
   if not builder.is_prepared():
     raise FileNotFoundError(f'The {variant} dataset is not prepared in {data_dir}. Run: '
                             f'{PREPARE_COMMAND.format(name=variant)} --data_dir={data_dir}')

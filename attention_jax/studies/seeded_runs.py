@@ -113,15 +113,19 @@ def write_report(records: list[dict], config, workdir: str, command: str) -> str
              for m in metrics]
     lines.append(f'| {record["name"]} | {overrides} | ' + ' | '.join(cells) + ' |')
   contrasts = list(config.sweep.get('contrasts', ()))
+  one_seed = len(config.sweep.seeds) < 2
   if contrasts:
-    lines += ['', '## Contrasts', '', 'A difference no larger than the summed seed std of the two variants is a tie.',
+    rule = ('One seed per variant: there is no seed spread to judge a difference by, so no verdict is given.'
+            if one_seed else 'A difference no larger than the summed seed std of the two variants is a tie.')
+    lines += ['', '## Contrasts', '', rule,
               '', '| claim | a | b | metric | a - b | spread | verdict | expected | as expected |',
               '|---|---|---|---|---|---|---|---|---|']
     for spec in map(dict, contrasts):
       result = contrast(records, spec['a'], spec['b'], spec['metric'])
+      verdict = 'none (one seed)' if one_seed else result['verdict']
+      matches = '-' if one_seed else ('yes' if result['verdict'] == spec['expect'] else 'no')
       lines.append(f'| {spec["claim"]} | {spec["a"]} | {spec["b"]} | {spec["metric"]} | {result["difference"]:+.4f} | '
-                   f'{result["spread"]:.4f} | {result["verdict"]} | {spec["expect"]} | '
-                   f'{"yes" if result["verdict"] == spec["expect"] else "no"} |')
+                   f'{result["spread"]:.4f} | {verdict} | {spec["expect"]} | {matches} |')
   views = [f'[{r["name"]}](attention_{r["name"]}.html)' for r in records
            if os.path.exists(os.path.join(workdir, f'attention_{r["name"]}.html'))]
   if views:

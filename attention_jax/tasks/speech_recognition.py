@@ -27,6 +27,7 @@ from flax.core import FrozenDict
 
 from attention_jax import decoding
 from attention_jax import visualization
+from attention_jax.data import registry
 from attention_jax.data import speech as speech_data
 from attention_jax.metrics.recognition import error_rates
 from attention_jax.models import listen_attend_spell
@@ -48,7 +49,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.experiment = NAME
   config.seed = 0
   config.data = ml_collections.ConfigDict()
-  config.data.data_dir = 'data/espeak_speech'
+  config.data.name = 'espeak_speech'
+  config.data.data_dir = ''                      # '' = the dataset's default (data/espeak_speech)
   config.data.frame_buckets = (128, 192, 256, 384, 512)   # multiples of frame_stacking x 2^pyramid_layers
   config.data.max_chars = 56                     # training targets are cut here (the longest clause has ~50)
   config.model = ml_collections.ConfigDict()
@@ -97,6 +99,7 @@ def _example_inputs(config):
 def validate_config(config) -> None:
   """Checks a speech config before any data is built; ValueError names the field and the valid values."""
   validate_training_config(config)
+  registry.get(config.data.name, kind='speech')
   check_integer_fields(config, (('data', 'max_chars', 1), ('model', 'pyramid_layers', 0), ('model', 'frame_stacking', 1),
                                 ('eval', 'max_output_length', 1), ('eval', 'num_examples_shown', 0)))
   factor = time_reduction(config)
@@ -167,7 +170,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, dict[str, float]]:
   """Trains the recogniser, evaluates validation / test / test_long, draws heatmaps; returns the results."""
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
-  sources = speech_data.load(config.data.data_dir).as_data_source()
+  sources = speech_data.load(config.data.data_dir or registry.get(config.data.name).data_dir).as_data_source()
   model = build_model(config)
   loss_fn = functools.partial(recognition_loss, model=model, label_smoothing=float(config.train.label_smoothing))
   runner = parallel.Runner(config.train.parallel, functools.partial(steps.train_step, loss_fn=loss_fn))

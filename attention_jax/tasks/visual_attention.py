@@ -102,8 +102,9 @@ def validate_config(config) -> None:
   if config.model.glimpse not in GLIMPSES:
     raise ValueError(f'Unknown config.model.glimpse {config.model.glimpse!r}. Valid glimpses: {", ".join(GLIMPSES)}.')
   check_integer_fields(config, (('model', 'num_glimpses', 1), ('model', 'glimpse_size', 1),
-                                ('model', 'glimpse_scales', 1), ('model', 'hidden_dim', 1),
-                                ('eval', 'num_examples_shown', 0)))
+                                ('model', 'glimpse_scales', 1), ('model', 'hidden_dim', 1), ('model', 'what_dim', 1),
+                                ('model', 'where_dim', 1), ('model', 'glimpse_dim', 1),
+                                ('model', 'conv_hidden_dim', 1), ('eval', 'num_examples_shown', 0)))
   if not config.model.location_std > 0:
     raise ValueError(f'config.model.location_std={config.model.location_std} must be positive.')
   for name in ('reinforce_weight', 'baseline_weight'):
@@ -123,18 +124,19 @@ def classification_loss(params, batch: dict, rng, *, train: bool, model, reinfor
   reward = (jnp.argmax(log_p, -1) == labels).astype(jnp.float32)
   total = cross_entropy
   metrics = {'loss_sum': jnp.sum(cross_entropy), 'accuracy_sum': jnp.sum(reward)}
-  if 'log_probs' in out:                          # hard glimpses (with no location chosen the sums are 0)
+  if 'log_probs' in out:                          # hard glimpses (with one glimpse no location is chosen: all 0)
     policy = glimpses.reinforce_surrogate(out['log_probs'], reward, out['baselines'])
     baseline_error = jnp.sum(jnp.square(out['baselines'] - reward[:, None]), axis=-1)
     total = total + reinforce_weight * policy + baseline_weight * baseline_error
-    metrics['baseline_mse_sum'] = jnp.mean(jnp.square(out['baselines'] - reward[:, None]), axis=-1).sum()
+    steps_chosen = max(out['baselines'].shape[1], 1)
+    metrics['baseline_mse_sum'] = jnp.sum(baseline_error) / steps_chosen
   metrics['count'] = jnp.asarray(labels.shape[0], jnp.float32)
   return jnp.sum(total), metrics['count'], metrics
 
 
 def on_item(locations: np.ndarray, boxes: np.ndarray, canvas_size: int, item_size: int) -> np.ndarray:
   """[B, n] bool: whether each glimpse's centre lies inside the item's box (top, left) [B, 2]."""
-  centres = (np.clip(np.asarray(locations, np.float64), -1, 1) + 1) / 2 * canvas_size          # [B, n, 2] (y, x)
+  centres = np.asarray(glimpses.location_to_pixels(np.clip(locations, -1, 1), canvas_size, canvas_size))  # [B, n, 2]
   low = np.asarray(boxes, np.float64)[:, None, :]
   return np.all((centres >= low) & (centres < low + item_size), axis=-1)
 
@@ -167,8 +169,9 @@ def save_glimpse_paths(params, apply_fn, test_source, config, path: str) -> str 
   predicted = np.argmax(out['logits'], -1)
   titles = [f'{canvases.CLASS_NAMES[int(p)]} ({"right" if p == e["label"] else canvases.CLASS_NAMES[int(e["label"])]})'
             for p, e in zip(predicted, examples)]
+  centres = np.asarray(glimpses.location_to_pixels(np.clip(out['locations'], -1, 1), *images.shape[1:3]))
   return visualization.plot_glimpse_paths(
-      images[..., 0], out['locations'], out['strides'] * int(config.model.glimpse_size),
+      images[..., 0], centres, out['strides'] * int(config.model.glimpse_size),
       np.stack([e['box'] for e in examples]), canvases.ITEM_SIZE, titles, path)
 
 

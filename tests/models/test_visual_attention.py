@@ -121,3 +121,14 @@ def test_on_item_counts_glimpse_centres_inside_the_box():
   locations = np.array([[[0.0, 0.0], [-1.0, -1.0], [0.9, 0.9]]])      # centres (30,30), (0,0), (57,57) on 60x60
   hits = visual_attention.on_item(locations, np.array([[20, 25]]), canvas_size=60, item_size=28)
   np.testing.assert_array_equal(hits, [[True, False, False]])
+
+
+def test_one_glimpse_chooses_no_location_and_its_metrics_are_finite():
+  model = RecurrentAttentionModel(num_glimpses=1, **SMALL)
+  images, labels = _images(seed=6), jnp.asarray([0, 1, 2])
+  params = model.init(jax.random.key(0), images)['params']
+  loss, count, metrics = visual_attention.classification_loss(
+      params, {'image': images, 'label': labels}, jax.random.key(1), train=True, model=model, reinforce_weight=1.0,
+      baseline_weight=1.0)
+  assert all(np.isfinite(float(v)) for v in metrics.values()) and float(metrics['baseline_mse_sum']) == 0.0
+  assert float(count) == 3 and np.isfinite(float(loss))

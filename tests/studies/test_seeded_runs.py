@@ -72,3 +72,21 @@ def test_sweep_trains_every_seed_reports_means_and_skips_finished_runs(tmp_path,
   # A rerun trains nothing and writes the same report.
   monkeypatch.setattr(tasks, 'run', lambda *a, **k: pytest.fail('a finished run was trained again'))
   assert open(seeded_runs.run_seeded_variants(config, workdir, 'python -m experiments.seeded_runs ...')).read() == text
+
+
+def test_one_seed_gives_no_verdict(tmp_path):
+  config = sentiment_pooling.get_config()
+  with config.unlocked():
+    config.sweep.seeds = (0,)
+  records = [{'name': name, 'overrides': {}, 'seeds': [0], 'per_seed': [{'accuracy': value}],
+              'wall_seconds_this_invocation': []}
+             for name, value in (('context_query', 0.79), ('hops1', 0.78), ('hops4', 0.70), ('hops8', 0.81))]
+  text = open(seeded_runs.write_report(records, config, str(tmp_path), 'cmd')).read()
+  assert 'no verdict is given' in text and text.count('| none (one seed) |') == len(config.sweep.contrasts)
+  assert '| a_ahead | yes |' not in text and '| b_ahead |' not in text
+  with config.unlocked():
+    config.sweep.seeds = (0, 1)
+  for record in records:
+    record['per_seed'] = record['per_seed'] * 2
+  text = open(seeded_runs.write_report(records, config, str(tmp_path), 'cmd')).read()
+  assert 'none (one seed)' not in text and '| a_ahead |' in text      # hops8 - context_query = +0.02, spread 0

@@ -44,26 +44,28 @@ def test_translated_canvases_hold_each_pool_image_once_in_its_box(fashion_dir, t
   assert batch['image'].shape == (4, 60, 60, 1) and batch['image'].dtype == np.float32 and batch['image'].max() <= 1
   with pytest.raises(ValueError, match='Valid datasets: fashion_canvases, fashion_cluttered'):
     canvases.load(str(tmp_path), variant='mnist')
+  # The plain build is not the cluttered one, even in the same directory.
+  with pytest.raises(FileNotFoundError, match='fashion_cluttered dataset is not prepared'):
+    canvases.load(str(tmp_path / 'canvases'), variant='fashion_cluttered')
   with pytest.raises(FileNotFoundError, match='prepare_data --dataset=fashion_cluttered'):
     canvases.load(str(tmp_path / 'nothing'), variant='fashion_cluttered')
 
 
-def test_clutter_comes_from_the_same_split_and_lies_under_the_item(fashion_dir):
-  images, labels, pools = digit_data.read_fashion_mnist(fashion_dir)
-  examples = list(canvases.generate_canvases(images, labels, pools['test'], clutter=4, seed=0))
-  for example in examples:
+def test_clutter_comes_from_the_same_pool_and_never_hides_the_item():
+  # Image k is uniformly (k + 1) / 255, so a canvas's pixel values say which images it was made of.
+  images = np.repeat(((np.arange(60) + 1) / 255.0)[:, None, None], 28, axis=1).repeat(28, axis=2)
+  labels = np.arange(60) % 10
+  pool = np.arange(40, 60)
+  for example in canvases.generate_canvases(images, labels, pool, clutter=4, seed=0):
     top, left = example['box']
     canvas = example['image'][..., 0].astype(np.int64)
-    item = np.round(images[example['source_index']] * 255).astype(np.int64)
-    assert np.all(canvas[top:top + 28, left:left + 28] >= item)      # pasted as a maximum: the item stays whole
+    item = int(example['source_index']) + 1
+    assert np.all(canvas[top:top + 28, left:left + 28] >= item)      # combined by maximum: the item stays whole
     outside = canvas.copy()
     outside[top:top + 28, left:left + 28] = 0
     assert outside.any()                                            # clutter outside the item's box
-  # Every clutter crop is an 8x8 piece of a test-pool image: with one-image pools the clutter equals that image's.
-  one = np.array([pools['test'][0]])
-  example = next(canvases.generate_canvases(images, labels, one, clutter=1, seed=3))
-  pixels = set(np.unique(example['image']).tolist())
-  assert pixels <= set(np.unique(np.round(images[one[0]] * 255)).tolist()) | {0}
+    assert set(np.unique(outside).tolist()) - {0} <= set((pool + 1).tolist())    # only pool images as clutter
+    assert int(example['source_index']) in pool
 
 
 def _build_fake_data(fashion_dir, data_dir):
