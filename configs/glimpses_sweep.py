@@ -5,8 +5,12 @@ CNN of about the same size (0.50M vs 0.52M parameters), 3 seeds each, on Fashion
     python -m experiments.prepare_data --dataset=fashion_canvases          # once, ~1 min
     python -m experiments.seeded_runs --config=configs/glimpses_sweep.py --workdir=results/glimpses_fashion
 
-ARG (optional, comma-separated): 'cluttered' (the canvases with 4 pieces of 8x8 clutter), 'smoke' (2 variants x 2
-seeds of a few steps at tiny sizes, for tests). The report (results/glimpses_fashion/report.md) gives test error mean
+ARG (optional, comma-separated): 'long' (5x the budget, 30,000 steps, for RAM with 6 glimpses and the CNN, one
+seed each: does the policy learn to look with more training?), 'cluttered' (the canvases with 4 pieces of 8x8
+clutter), 'smoke' (2 variants x 2 seeds of a few steps at tiny sizes, for tests).
+
+    python -m experiments.seeded_runs --config=configs/glimpses_sweep.py:long --workdir=results/glimpses_fashion_long
+ The report (results/glimpses_fashion/report.md) gives test error mean
 +- std over seeds, how often a glimpse after the first lands on the item, and each variant's glimpse paths
 (attention_<variant>.png). Measured figures: the README.
 """
@@ -37,13 +41,18 @@ def get_config(arg=None):
            'metric': 'accuracy', 'expect': 'tie'},
       ),
   )
+  if 'long' in options:
+    config.train.update(num_steps=30000, eval_every=10000, checkpoint_every=5000)
+    config.sweep.variants = tuple(v for v in config.sweep.variants if v['name'] in ('cnn', 'ram6'))
+    config.sweep.seeds = (0,)
+    config.sweep.contrasts = config.sweep.contrasts[:1]
   if 'smoke' in options:
     apply_options(config, 'smoke')
     config.sweep.variants = ({'name': 'cnn', 'kind': 'cnn'}, {'name': 'ram3', 'num_glimpses': 3})
     config.sweep.seeds = (0, 1)
     config.sweep.contrasts = config.sweep.contrasts[:1]
     config.sweep.contrasts[0]['a'] = 'ram3'
-  unknown = [o for o in options if o not in ('cluttered', 'smoke')]
+  unknown = [o for o in options if o not in ('long', 'cluttered', 'smoke')]
   if unknown:
-    raise ValueError(f'Unknown option(s) {unknown} in the config argument. Valid options: cluttered, smoke.')
+    raise ValueError(f'Unknown option(s) {unknown} in the config argument. Valid options: long, cluttered, smoke.')
   return config
