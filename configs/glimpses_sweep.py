@@ -5,7 +5,7 @@ CNN of about the same size (0.50M vs 0.52M parameters), 3 seeds each, on Fashion
     python -m experiments.prepare_data --dataset=fashion_canvases          # once, ~1 min
     python -m experiments.seeded_runs --config=configs/glimpses_sweep.py --workdir=results/glimpses_fashion
 
-ARG (optional, comma-separated): 'long' (5x the budget, 30,000 steps, for RAM with 6 glimpses and the CNN, one
+ARG (optional, comma-separated): 'long' (4x the budget, 24,000 steps, for RAM with 6 glimpses and the CNN, one
 seed each: does the policy learn to look with more training?), 'cluttered' (the canvases with 4 pieces of 8x8
 clutter), 'smoke' (2 variants x 2 seeds of a few steps at tiny sizes, for tests).
 
@@ -42,7 +42,7 @@ def get_config(arg=None):
       ),
   )
   if 'long' in options:
-    config.train.update(num_steps=30000, eval_every=10000, checkpoint_every=5000)
+    config.train.update(num_steps=24000, eval_every=8000, checkpoint_every=4000)
     config.sweep.variants = tuple(v for v in config.sweep.variants if v['name'] in ('cnn', 'ram6'))
     config.sweep.seeds = (0,)
     config.sweep.contrasts = config.sweep.contrasts[:1]
