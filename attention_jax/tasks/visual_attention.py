@@ -176,7 +176,8 @@ def save_glimpse_paths(params, apply_fn, test_source, config, path: str) -> str 
 
 
 def parameter_count(params) -> int:
-  return int(sum(np.size(leaf) for leaf in jax.tree.leaves(params)))
+  """The number of parameters (of arrays or of shape structs)."""
+  return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, dict[str, float]]:

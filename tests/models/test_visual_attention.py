@@ -107,11 +107,11 @@ def test_soft_model_learns_where_to_look_by_backpropagation():
 
 
 def test_cnn_baseline_shapes_and_size():
+  canvas = jax.ShapeDtypeStruct((2, 60, 60, 1), jnp.float32)
   model = ConvClassifier(num_classes=10)
-  params = model.init(jax.random.key(0), jnp.zeros((1, 60, 60, 1)))['params']
-  assert model.apply({'params': params}, jnp.zeros((2, 60, 60, 1)))['logits'].shape == (2, 10)
-  ram = RecurrentAttentionModel(num_classes=10)
-  ram_params = ram.init(jax.random.key(0), jnp.zeros((1, 60, 60, 1)))['params']
+  params = jax.eval_shape(model.init, jax.random.key(0), canvas)['params']
+  assert jax.eval_shape(lambda p, x: model.apply({'params': p}, x), params, canvas)['logits'].shape == (2, 10)
+  ram_params = jax.eval_shape(RecurrentAttentionModel(num_classes=10).init, jax.random.key(0), canvas)['params']
   # "of comparable size": the default CNN and RAM are within 10% of each other.
   sizes = [visual_attention.parameter_count(p) for p in (params, ram_params)]
   assert abs(sizes[0] - sizes[1]) < 0.1 * sizes[1], sizes
