@@ -36,6 +36,13 @@ def check_boundaries(boundaries: Sequence[int], name: str = 'bucket_boundaries')
                      f'batches padded to the full lengths.')
 
 
+def padded_length(longest: int, lengths: Sequence[int]) -> int:
+  """The length an evaluation batch whose longest example has `longest` positions is padded to: the shortest of
+  `lengths` that holds it, or past the last the next multiple of the last (evaluation never cuts an example)."""
+  top = max(lengths)
+  return next((b for b in sorted(lengths) if b >= longest), -(-longest // top) * top)
+
+
 def check_batch_type(batch_type: str, name: str = 'batch_type') -> None:
   """ValueError listing the valid batch types unless batch_type is one; `name` names the field."""
   if batch_type not in BATCH_TYPES:

@@ -131,13 +131,9 @@ def load_sources(data_dir: str) -> dict:
                           'your copy of the CoNLL-2003 files.')
 
 
-def _text(token) -> str:
-  return token.decode() if isinstance(token, bytes) else str(token)
-
-
 def lower_tokens(tokens) -> list[str]:
   """A sentence's tokens (str or UTF-8 bytes) lower-cased."""
-  return [_text(t).lower() for t in tokens]
+  return [tokenizers.as_text(t).lower() for t in tokens]
 
 
 class TagVocabulary(tokenizers.WordVocabulary):
@@ -152,7 +148,7 @@ class TagVocabulary(tokenizers.WordVocabulary):
 def encode_example(example: dict, vocabulary: TagVocabulary, *, max_length: int) -> dict:
   """-> {'words', 'cases', 'tags' [max_length] int32, 'length' int32}; padding: WORD_PAD_ID, case 0, PAD_TAG."""
   # Words and tags pair up one to one (tfds's mock data draws the two lengths independently: the shorter wins).
-  tokens = [_text(t) for t in example['tokens']][:min(max_length, len(example['ner']))]
+  tokens = [tokenizers.as_text(t) for t in example['tokens']][:min(max_length, len(example['ner']))]
   words = np.full(max_length, WORD_PAD_ID, np.int32)
   cases = np.zeros(max_length, np.int32)
   tags = np.full(max_length, PAD_TAG, np.int32)
@@ -160,13 +156,6 @@ def encode_example(example: dict, vocabulary: TagVocabulary, *, max_length: int)
   cases[:len(tokens)] = [case_of(t) for t in tokens]
   tags[:len(tokens)] = np.asarray(example['ner'], np.int32)[:len(tokens)]
   return {'words': words, 'cases': cases, 'tags': tags, 'length': np.int32(len(tokens))}
-
-
-def bucket_length(longest: int, bucket_lengths: Sequence[int]) -> int:
-  """The length a batch whose longest sentence has `longest` words is padded to: the shortest bucket holding it,
-  or past the last bucket the next multiple of it (evaluation never cuts a sentence)."""
-  top = max(bucket_lengths)
-  return next((b for b in sorted(bucket_lengths) if b >= longest), -(-longest // top) * top)
 
 
 def batches(source, vocabulary: TagVocabulary, *, batch_size: int, bucket_lengths: Sequence[int], seed: int,
@@ -194,8 +183,8 @@ def evaluation_batches(source, vocabulary: TagVocabulary, *, batch_size: int, bu
   examples = [source[i] for i in range(len(source))]
   for start in range(0, len(examples), batch_size):
     chunk = examples[start:start + batch_size]
-    length = bucket_length(max(min(len(e['tokens']), len(e['ner'])) for e in chunk), bucket_lengths)
+    length = batching.padded_length(max(min(len(e['tokens']), len(e['ner'])) for e in chunk), bucket_lengths)
     encoded = [encode_example(e, vocabulary, max_length=length) for e in chunk]
     batch = {k: np.stack([e[k] for e in encoded]) for k in encoded[0]}
-    batch['text'] = [[_text(t) for t in e['tokens']][:n] for e, n in zip(chunk, batch['length'])]
+    batch['text'] = [[tokenizers.as_text(t) for t in e['tokens']][:n] for e, n in zip(chunk, batch['length'])]
     yield batch

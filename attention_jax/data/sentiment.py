@@ -187,8 +187,7 @@ class WordVocabulary(tokenizers.WordVocabulary):
 
 def encode_example(example: dict, vocabulary: WordVocabulary, *, max_length: int, label: str) -> dict:
   """A tfds record -> {'tokens' [L] int32 (truncated, PAD-padded), 'label' int32, 'domain' int32}."""
-  text = example['text'].decode() if isinstance(example['text'], bytes) else example['text']
-  ids = vocabulary.encode(text)[:max_length]
+  ids = vocabulary.encode(tokenizers.as_text(example['text']))[:max_length]
   tokens = np.full(max_length, WORD_PAD_ID, np.int32)
   tokens[: len(ids)] = ids
   return {'tokens': tokens, 'label': np.int32(example[label]), 'domain': np.int32(example['domain'])}

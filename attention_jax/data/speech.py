@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from attention_jax.data import batching
+from attention_jax.data import tokenizers
 from attention_jax.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 SAMPLE_RATE = 22050
@@ -226,8 +227,8 @@ def bible_verses(bible_dir: str) -> Callable[[], dict[str, list[str]]]:
       raise FileNotFoundError(f'The phrases come from bible_en_es, which is not prepared in {bible_dir}. Run: '
                               f'{bible.PREPARE_COMMAND} --data_dir={bible_dir}')
     sources = builder.as_data_source()
-    text = lambda s: s.decode() if isinstance(s, bytes) else s
-    return {split: [text(source[i]['source']) for i in range(len(source))] for split, source in sources.items()}
+    return {split: [tokenizers.as_text(source[i]['source']) for i in range(len(source))]
+            for split, source in sources.items()}
   return load
 
 
@@ -256,8 +257,7 @@ def encode_example(example: dict, *, max_frames: int, max_chars: int) -> dict:
   frames = np.zeros((max_frames, NUM_MELS + 1), np.float32)
   frames[:len(features), :NUM_MELS] = features
   frames[:len(features), NUM_MELS] = 1.0
-  text = example['text'].decode() if isinstance(example['text'], bytes) else example['text']
-  ids = encode_text(text)[:max_chars]
+  ids = encode_text(tokenizers.as_text(example['text']))[:max_chars]
   target_out = np.full(max_chars + 1, PAD_ID, np.int32)
   target_out[:len(ids)] = ids
   target_out[len(ids)] = EOS_ID
@@ -265,13 +265,6 @@ def encode_example(example: dict, *, max_frames: int, max_chars: int) -> dict:
   target_in[0] = BOS_ID
   target_in[1:len(ids) + 1] = ids
   return {'frames': frames, 'target_in': target_in, 'target_out': target_out, 'num_frames': np.int32(len(features))}
-
-
-def frames_for(longest: int, frame_buckets: Sequence[int]) -> int:
-  """The frames an evaluation batch is padded to: the shortest bucket holding its longest utterance, or past the
-  last bucket the next multiple of it (evaluation never cuts an utterance)."""
-  top = max(frame_buckets)
-  return next((b for b in sorted(frame_buckets) if b >= longest), -(-longest // top) * top)
 
 
 def batches(source, *, batch_size: int, frame_buckets: Sequence[int], max_chars: int, seed: int,
@@ -289,10 +282,9 @@ def batches(source, *, batch_size: int, frame_buckets: Sequence[int], max_chars:
   lengths = sorted({int(b) for b in frame_buckets})
   buckets = batching.Buckets(tuple(lengths), tuple(min(max_chars + 1, math.ceil(f * CHARACTERS_PER_FRAME) + 1)
                                                    for f in lengths))
-  text = lambda t: t.decode() if isinstance(t, bytes) else t
   records = [source[i] for i in range(len(source))]
   frames = [min(len(r['features']), top) for r in records]
-  characters = [min(len(text(r['text'])), max_chars) + 1 for r in records]
+  characters = [min(len(tokenizers.as_text(r['text'])), max_chars) + 1 for r in records]
   sizes = batching.batch_sizes(buckets, batch_type='sentences', batch_size=batch_size)
   encode = lambda i, frames_b, chars_b: encode_example(records[i], max_frames=frames_b, max_chars=chars_b - 1)
   return batching.BucketedBatches(encode, buckets.assign(frames, characters), buckets, sizes, seed=seed,

@@ -29,6 +29,11 @@ from attention_jax.special_tokens import WORD_SPECIAL_SYMBOLS, WORD_UNK_ID
 VOCAB_FILE = 'vocab.json'
 
 
+def as_text(value) -> str:
+  """A tfds Text feature's value as str (data sources give UTF-8 bytes)."""
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class CharTokenizer:
   """Character-level tokenizer: ids 0-3 are PAD, BOS, EOS, UNK, then the characters in the given order."""
 

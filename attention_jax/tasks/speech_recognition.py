@@ -9,8 +9,8 @@ Evaluates greedy decoding on held-out voices: character and word error rates and
 validation, test, and test_long (phrases about twice as long as any in training). results['test'] also carries
 test_long's figures as 'long_cer', 'long_wer', 'long_sentence_accuracy', so a seeded sweep reports both.
 Saves heatmaps of the attention over the listener's states (time runs left to right; one listener state covers
-frame_stacking x 2^P frames of 10 ms) for the first eval.num_examples_shown utterances of test and test_long (attention.png is the
-first long one). Trains through the one loop (training/loop.py): resumable, any parallel mode, multi-process.
+frame_stacking x 2^P frames of 10 ms) for the first eval.num_examples_shown utterances of test and test_long
+(attention.png is the first long one). Trains through the one loop (training/loop.py): resumable, any parallel mode, multi-process.
 """
 
 from __future__ import annotations
@@ -27,18 +27,19 @@ from flax.core import FrozenDict
 
 from attention_jax import decoding
 from attention_jax import visualization
+from attention_jax.data import batching
 from attention_jax.data import registry
 from attention_jax.data import speech as speech_data
+from attention_jax.data import tokenizers
 from attention_jax.metrics.recognition import error_rates
 from attention_jax.models import listen_attend_spell
 from attention_jax.models.listen_attend_spell import ListenAttendSpell
-from attention_jax.special_tokens import PAD_ID
 from attention_jax.training import loop
 from attention_jax.training import parallel
 from attention_jax.training import steps
 from attention_jax.training.config import check_integer_fields, distributed_defaults, train_defaults
 from attention_jax.training.config import validate_training_config
-from attention_jax.training.sequence_losses import token_losses
+from attention_jax.training.sequence_losses import sequence_metric_sums, summarize_sequence_metrics, token_losses
 
 NAME = 'speech_recognition'
 HOP_SECONDS = speech_data.HOP / speech_data.SAMPLE_RATE
@@ -100,8 +101,9 @@ def validate_config(config) -> None:
   """Checks a speech config before any data is built; ValueError names the field and the valid values."""
   validate_training_config(config)
   registry.get(config.data.name, kind='speech')
-  check_integer_fields(config, (('data', 'max_chars', 1), ('model', 'pyramid_layers', 0), ('model', 'frame_stacking', 1),
-                                ('eval', 'max_output_length', 1), ('eval', 'num_examples_shown', 0)))
+  check_integer_fields(config, (('data', 'max_chars', 1), ('model', 'pyramid_layers', 0),
+                                ('model', 'frame_stacking', 1), ('eval', 'max_output_length', 1),
+                                ('eval', 'num_examples_shown', 0)))
   factor = time_reduction(config)
   buckets = list(config.data.frame_buckets)
   if not buckets or any(isinstance(b, bool) or int(b) != b or b < 1 or b % factor for b in buckets):
@@ -111,14 +113,13 @@ def validate_config(config) -> None:
 
 
 def recognition_loss(params, batch: dict, rng, *, train: bool, model, label_smoothing: float):
-  """Teacher forcing on {'frames', 'target_in', 'target_out'}: (loss sum, characters, sums incl. 'count')."""
-  mask = batch['target_out'] != PAD_ID
+  """Teacher forcing on {'frames', 'target_in', 'target_out'}: (loss sum, characters, the translation task's
+  sequence metric sums: 'loss_sum', 'token_count', 'correct_count', ...)."""
   logits, _ = model.apply({'params': params}, batch['frames'], batch['target_in'], train=train,
                           rngs={'dropout': rng})
-  loss_sum = jnp.sum(token_losses(logits, batch['target_out'], label_smoothing) * mask)
-  count = jnp.sum(mask).astype(jnp.float32)
-  correct = jnp.sum((jnp.argmax(logits, -1) == batch['target_out']) * mask).astype(jnp.float32)
-  return loss_sum, count, {'loss_sum': loss_sum, 'token_accuracy_sum': correct, 'count': count}
+  metrics = sequence_metric_sums(logits, batch['target_out'],
+                                 token_losses(logits, batch['target_out'], label_smoothing))
+  return metrics['loss_sum'], metrics['token_count'], metrics
 
 
 def recognise(params, model, source, config, limit: int | None = None):
@@ -129,16 +130,15 @@ def recognise(params, model, source, config, limit: int | None = None):
   factor = time_reduction(config)
   for start in range(0, count, int(config.eval.batch_size)):
     chunk = subset[start:start + int(config.eval.batch_size)]
-    frames_needed = speech_data.frames_for(max(len(e['features']) for e in chunk), config.data.frame_buckets)
+    frames_needed = batching.padded_length(max(len(e['features']) for e in chunk), config.data.frame_buckets)
     encoded = [speech_data.encode_example(e, max_frames=frames_needed, max_chars=int(config.eval.max_output_length))
                for e in chunk]
     frames = jnp.asarray(np.stack([e['frames'] for e in encoded]))
     decoded, attention = decoding.greedy_decode(model, params, frames, max_length=int(config.eval.max_output_length))
     decoded, attention = np.asarray(decoded), np.asarray(attention)
     for e, example, out, a in zip(encoded, chunk, decoded, attention):
-      text = example['text'].decode() if isinstance(example['text'], bytes) else example['text']
       hypothesis = speech_data.decode_text(out)
-      references.append(text)
+      references.append(tokenizers.as_text(example['text']))
       hypotheses.append(hypothesis)
       weights.append(a[:len(hypothesis) + 1])
       lengths.append(-(-int(e['num_frames']) // factor))
@@ -182,7 +182,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, dict[str, float]]:
       process_count=jax.process_count())
   params, results = loop.train_then_evaluate(
       state, runner, batches, config.train, workdir, best_metric='cer', best_mode='min',
-      throughput=('count', 'characters_per_second'), splits=('validation', 'test', 'test_long'),
+      summarize=summarize_sequence_metrics, throughput=('token_count', 'characters_per_second'),
+      splits=('validation', 'test', 'test_long'),
       on_start=lambda: loop.write_run_config(config, workdir),
       evaluate_split=lambda params, split: evaluate_split(params, model, sources[split], config))
   results['test'].update({f'long_{k}': v for k, v in results['test_long'].items()})
