@@ -6,7 +6,7 @@ length-bucketed batches of 64 verses (~2.7 epochs of the 28k training verses).
     python -m experiments.train --config=configs/bible_en_es_cpu.py --workdir=workdirs/bible_en_es_cpu \
         --results_dir=results/bible_en_es_cpu
 
-Measured end to end on 2 Sapphire Rapids cores (2026-12-04): 17.4 min (14.2 min of training, then the whole test
+Measured end to end on 2 Sapphire Rapids cores (2026-12-04): 17.3 min (14.2 min of training, then the whole test
 split decoded greedily and with beam 4). Test BLEU 15.9 greedy / 19.6 beam 4, chrF 35.1 / 35.2, attention AER
 0.738 and argmax accuracy 0.43 against the Strong's-number links (results/bible_en_es_cpu). The earlier AMD EPYC
 run, before the fused recurrences (22.0 min): BLEU 16.8 / 20.1, chrF 36.1 / 36.5, AER 0.736: inside the ~1 BLEU

@@ -18,7 +18,7 @@ Measured on the first 1,000 test documents, greedy (results/debian_summaries_stu
 14.4 / 29.0, repeated trigrams 2.2% (39 min end to end alone on 2 AMD EPYC cores); pointer 36.5 / 18.5 / 34.1, 0.6%,
 copy rate 0.44 (75 min sharing the cores with another job, ~40 min alone at 1.77 steps/s); pointer_coverage 36.8 /
 18.8 / 34.0, 0.2% (11.5 min); the best lead baseline (first 10 words) 30.3 / 14.0 / 27.0. pointer_continued, the
-control: 37.0 / 18.9 / 34.7, 0.6% (22.5 min sharing the cores): coverage's drop in repetition is not just more steps.
+control: 37.0 / 18.9 / 34.7, 0.6% (22.4 min sharing the cores): coverage's drop in repetition is not just more steps.
 """
 
 from attention_jax.tasks import translation
