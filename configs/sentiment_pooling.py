@@ -6,9 +6,9 @@ variants differ only in the pooling.
     python -m experiments.prepare_data --dataset=vader_sentiment --data_dir=data/vader_sentiment   # once
     python -m experiments.seeded_runs --config=configs/sentiment_pooling.py --workdir=results/sentiment_pooling
 
-Measured (results/sentiment_pooling, 66 min for the 12 runs on AMD EPYC cores shared with another job, most
-runs pinned to one core), test accuracy mean +- std over seeds 0-2: one context query 0.791 +- 0.007, r = 1
-0.784 +- 0.006, r = 4 0.781 +- 0.007, r = 8 0.779 +- 0.015 (penalty 0.001 / 0.037 / 0.327): ties, several hops do
+Measured (results/sentiment_pooling, 54 min for the 12 runs on 2 Sapphire Rapids cores shared with two other
+sweeps, 2026-12-05), test accuracy mean +- std over seeds 0-2: one context query 0.791 +- 0.007, r = 1
+0.783 +- 0.001, r = 4 0.778 +- 0.009, r = 8 0.776 +- 0.009 (penalty 0.001 / 0.037 / 0.295): ties, several hops do
 not beat one query on these short sentences (Lin et al.'s gains were on long Yelp reviews); each penalised hop
 settles on one word of its own. Lin et al. use d_a = 350, r = 30 and a 2-layer MLP on M for Yelp;
 here d_a = 64 (config.model.attention_dim) and the classifier is the same linear layer as the single query's, on
