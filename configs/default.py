@@ -3,9 +3,10 @@ Bahdanau decoder with additive attention.
 
     python -m experiments.train --config=configs/default.py --workdir=workdirs/default
 
-Expect after ~3 minutes on 2 CPU cores: test exact match above 0.9, token accuracy above 0.97, and
+Expect after 1-3 minutes on 2 CPU cores: test exact match above 0.9, token accuracy above 0.97, and
 attention-argmax accuracy against the gold character alignments around 0.6-0.9 (month names align
-to several letters). Heatmaps in workdirs/default/heatmaps.
+to several letters). Heatmaps in workdirs/default/heatmaps. Measured (results/default, 2 Sapphire Rapids cores
+shared with three other jobs, 3.0 min; about 1 min alone): exact match 1.0, argmax accuracy 0.862, AER 0.42.
 
 `--config=configs/default.py:smoke` is the same pipeline at a seconds-long size (20 steps; it does not learn the
 task): the Colab notebook's SMOKE mode, which the slow test suite executes.
