@@ -117,6 +117,8 @@ def write_report(records: list[dict], config, workdir: str, command: str) -> str
   if contrasts:
     rule = ('One seed per variant: there is no seed spread to judge a difference by, so no verdict is given.'
             if one_seed else 'A difference no larger than the summed seed std of the two variants is a tie.')
+    rule += (' a_ahead / b_ahead name the variant with the larger value of the metric: for an error rate or a loss,'
+             ' the worse one.')
     lines += ['', '## Contrasts', '', rule,
               '', '| claim | a | b | metric | a - b | spread | verdict | expected | as expected |',
               '|---|---|---|---|---|---|---|---|---|']
