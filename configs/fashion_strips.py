@@ -5,8 +5,8 @@ style) over a 4-layer CNN's 3x17 feature grid (sized to train on a CPU). Test st
     python -m experiments.train --config=configs/fashion_strips.py --workdir=workdirs/fashion
     python -m experiments.train --config=configs/fashion_strips.py:general --workdir=workdirs/fashion_general
 
-ARG (optional) picks the scorer. Measured (2,000 steps, 18 minutes on 2 Intel Sapphire Rapids cores shared with
-another job; 2026-12-04): test item accuracy 0.85 and whole-strip accuracy 0.55 (3-5 items, official test images
+ARG (optional) picks the scorer. Measured (results/fashion_strips: 2,000 steps, 11.6 minutes on 2 Intel Sapphire
+Rapids cores shared with another job; 2026-12-05): test item accuracy 0.85 and whole-strip accuracy 0.55 (3-5 items, official test images
 only; 0.84 / 0.54 in an earlier AMD EPYC run); the attention peak lies inside the item being named for 95% of the
 steps; overlays in workdirs/fashion/overlays. Clothes are harder than digits
 (shirt / T-shirt / pullover / coat are confused), so strips are read right less often than digit strips.
