@@ -62,3 +62,13 @@ def test_throughput_drives_training_decoding_and_a_baseline_checkout(tmp_path):
   assert decoded == {('attention_jax', 'greedy'), ('attention_jax', f'beam {throughput.BEAM_SIZE}')}
   assert all(row['sentences_per_s'] > 0 for row in result['decode_rows'])
   assert out.exists()
+
+
+def test_loop_matmuls_rows_cover_both_tables_and_the_split_scans_agree():
+  """measure() itself checks that the split and vmapped scans equal the single scan (assert_allclose inside)."""
+  from benchmarks import loop_matmuls
+  rows = loop_matmuls.measure(repeats=1)
+  cases = {(row['table'], row['case']) for row in rows}
+  assert len(rows) == len(cases) == 2 * len(loop_matmuls.WIDTHS) + 3
+  assert {table for table, _ in cases} == {'matmuls', 'scans'}
+  assert all(row['median_ms'] > 0 and row['gflop_per_s'] > 0 for row in rows)
