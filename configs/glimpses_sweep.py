@@ -16,9 +16,10 @@ clutter), 'smoke' (2 variants x 2 seeds of a few steps at tiny sizes, for tests)
 Measured on the cluttered canvases (results/glimpses_cluttered, 3 seeds, 2 Sapphire Rapids cores shared with
 other jobs): test error CNN 0.362, RAM 4 / 6 / 8 glimpses 0.389 / 0.411 / 0.400, soft 6 0.499; the two RAM runs
 whose policy looks at the item most (42% and 23% of later glimpses) are the best RAM runs.
- The report (results/glimpses_fashion/report.md) gives test error mean
-+- std over seeds, how often a glimpse after the first lands on the item, and each variant's glimpse paths
-(attention_<variant>.png). Measured figures: the README.
+
+Each report (e.g. results/glimpses_fashion/report.md) gives test error mean +- std over seeds, how often a glimpse
+after the first lands on the item, and each variant's glimpse paths (attention_<variant>.png). Measured figures for
+the clean canvases: the README.
 """
 
 from configs.glimpses import apply_options
