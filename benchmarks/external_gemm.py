@@ -14,7 +14,9 @@ Table 1: T = 30 steps of h <- tanh(tanh(h W1) W2), h [64, 256], W1 [256, N], W2 
 gates; N = 4000: a vocabulary projection) in one jitted `fori_loop`, XLA's dot against the custom call.
 Table 2: the `benchmarks.throughput` model's training step (GRU encoder, Bahdanau decoder, additive attention,
 batch 64 x 20 tokens, Adam) compiled twice, once with XLA's dots and once routed, interleaved rounds of 5 steps.
-Each sgemm is measured in a fresh process (each library brings its own thread pool).
+Table 3: greedy decoding of one batch of that model (64 sentences, all 20 positions), XLA's dots against routed.
+Each sgemm is measured in a fresh process (each library brings its own thread pool); the MKL pool gets
+`--threads` threads (OMP_WAIT_POLICY etc. are taken from the environment and recorded).
 """
 
 from __future__ import annotations
@@ -253,6 +255,32 @@ def measure(sgemm: str, rounds: int, threads: int) -> list[dict]:
   for name, t in times.items():
     rows.append({'table': 'train step', 'sgemm': sgemm, 'case': 'throughput model', 'matmul': name,
                  'median_ms': float(np.median(t)) * 1e3, 'gflop_per_s': None})
+
+  # Greedy decoding of one batch (all 20 positions), the trained XLA parameters for both.
+  from attention_jax import decoding
+  model, params, source = trainers['xla'].model, trainers['xla'].state.params, batches[0]['source']
+  length = throughput.SPEC['target_length']
+  greedy = {'xla': decoding.greedy_decode.lower(model, params, source, max_length=length).compile()}
+  with routed_dot_general(sgemm):
+    greedy[sgemm] = decoding.greedy_decode.lower(model, params, source, max_length=length).compile()
+  tokens = {name: np.asarray(fn(params, source)[0]) for name, fn in greedy.items()}
+  agreement = float(np.mean(tokens['xla'] == tokens[sgemm]))
+
+  def timed_decode(fn):
+    def round_():
+      out = []
+      for _ in range(5):
+        start = time.perf_counter()
+        np.asarray(fn(params, source)[0])
+        out.append(time.perf_counter() - start)
+      return out
+    return round_
+
+  times = _interleaved_rounds({name: timed_decode(fn) for name, fn in greedy.items()}, rounds)
+  for name, t in times.items():
+    rows.append({'table': 'greedy decoding', 'sgemm': sgemm, 'case': f'batch 64, {length} positions '
+                 f'(tokens agree: {agreement:.3f})', 'matmul': name,
+                 'median_ms': float(np.median(t)) * 1e3, 'gflop_per_s': None})
   return rows
 
 
@@ -277,11 +305,14 @@ def main(argv=None) -> dict:
   load_before = harness.load_average()
   names = args.sgemm or list(sgemm_choices())
   rows = [row for name in names for row in _in_fresh_process(name, rounds, args.threads)]
-  for table in ('loop', 'train step'):
+  for table in ('loop', 'train step', 'greedy decoding'):
     print(f'\n{table} (median, {rounds} interleaved rounds of 5 calls)\n')
     print(harness.markdown_table([r for r in rows if r['table'] == table],
                                  ['sgemm', 'case', 'matmul', 'median_ms', 'gflop_per_s']))
-  payload = {'machine': {**harness.machine_info(('torch',)), 'load_average': load_before}, 'rows': rows,
+  settings = {'threads': args.threads, 'rounds': rounds,
+              **{k: os.environ[k] for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'OMP_NUM_THREADS') if k in os.environ}}
+  payload = {'machine': {**harness.machine_info(('torch',)), 'load_average': load_before}, 'settings': settings,
+             'rows': rows,
              'command': harness.rerun_command(MODULE)}
   harness.write_json(args.out, payload)
   print(f'rerun: {harness.rerun_command(MODULE)}')

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -85,7 +86,7 @@ def machine_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
 
 def rerun_command(module: str) -> str:
   """The command line that reproduces this run of `python -m module`."""
-  return ' '.join(['python -m', module, *sys.argv[1:]])
+  return ' '.join(['python -m', module, *(shlex.quote(arg) for arg in sys.argv[1:])])
 
 
 def fmt(value: Any, digits: int = 2) -> str:
