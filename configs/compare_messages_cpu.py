@@ -8,9 +8,10 @@ tuned per variant).
 
 The model is the messages_en_fr one at half width (BiLSTM 128 encoder, LSTM 128 decoder, embeddings 128) over
 a 2,000-piece SentencePiece vocabulary, trained 900 batches of 128 (~3 epochs) at a higher learning rate.
-Measured: 94.5 min for the whole sweep on 2 AMD EPYC cores (9.5-14.7 min a variant). Test BLEU over 3 seeds
-from 6.7 (no attention), 8.0 (local-p general) and 9.2 (location) to 17.3-17.8 (Luong dot, general, concat,
-general without input feeding: tied within the seed spreads) and 14.8 (Bahdanau additive). The findings against
+Measured: 70.9 min for the whole sweep on 2 Sapphire Rapids cores (7.8-10.1 min a variant; 94.5 min on 2 AMD
+EPYC cores). Test BLEU over 3 seeds from 6.7 (no attention), 6.9 (local-p general) and 9.8 (location) to
+16.6-17.8 (Luong dot, general, concat, general without input feeding: tied within the seed spreads) and 14.8
+(Bahdanau additive). The findings against
 Luong et al. 2015 and Bahdanau et al. 2015: the committed report, results/compare_messages_cpu/report.md. On
 several devices (a Colab TPU) the seed axis is spread over the device mesh (parallel.Runner, mode 'sharded').
 """
