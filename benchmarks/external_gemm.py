@@ -10,10 +10,12 @@ a cache folder). `matmul` wraps it with a VJP made of the same custom call; `rou
 2-D float32 `dot_general` traced inside it (Flax's Dense, `jnp.dot`, the matmuls that autodiff derives from them)
 to the custom call, everything else to XLA.
 
-Table 1: T = 30 steps of h <- tanh(tanh(h W1) W2), h [64, 256], W1 [256, N], W2 [N, 256] (N = 768: a GRU's fused
-gates; N = 4000: a vocabulary projection) in one jitted `fori_loop`, XLA's dot against the custom call.
+Table 1: T = 30 steps of h <- tanh(tanh(h W1) W2), h [64, 256], W1 [256, N], W2 [N, 256] (N = 256: an attention
+projection; N = 768: a GRU's fused gates; N = 4000: a vocabulary projection) in one jitted `fori_loop`, XLA's dot
+against the custom call.
 Table 2: the `benchmarks.throughput` model's training step (GRU encoder, Bahdanau decoder, additive attention,
-batch 64 x 20 tokens, Adam) compiled twice, once with XLA's dots and once routed, interleaved rounds of 5 steps.
+batch 64 x 20 tokens, Adam) compiled three times: XLA's dots; every plain dot routed; only the per-step dots
+(64 output rows: the recurrences') routed. Interleaved rounds of 5 steps.
 Table 3: greedy decoding of one batch of that model (64 sentences, all 20 positions), XLA's dots against routed.
 Each sgemm is measured in a fresh process (each library brings its own thread pool); the MKL pool gets
 `--threads` threads (OMP_WAIT_POLICY etc. are taken from the environment and recorded).
@@ -44,7 +46,7 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'external_gemm
 TARGET = 'external_gemm'
 PROTOCOL = '@@'
 STEPS, BATCH, HIDDEN = 30, 64, 256
-WIDTHS = (768, 4000)
+WIDTHS = (256, 768, 4000)
 PAUSE_S = 0.5   # idle time before each contender's round, as in benchmarks.throughput
 
 
@@ -137,10 +139,13 @@ matmul = _make_matmul()
 
 
 @contextlib.contextmanager
-def routed_dot_general(sgemm: str):
+def routed_dot_general(sgemm: str, max_rows: int | None = None):
   """While active, every traced `dot_general` of a float32 [..., K] or 2-D operand with a 2-D float32 [K, N] /
   [N, K] operand and no batch dimensions runs as the custom call (reshaped to 2-D); the rest stays with XLA.
-  Only tracing sees it, and JAX caches traces (`jnp.dot` and `jnp.einsum` are jitted helpers), so the caches are
+  With `max_rows`, only products with at most that many output rows are routed (a recurrence's per-step
+  matmuls have batch-size rows; the matmuls over all positions at once have T times more).
+  (`jnp.einsum` binds its dot_general when JAX is imported, so einsums stay with XLA.)
+  Only tracing sees it, and JAX caches traces (`jnp.dot` is a jitted helper), so the caches are
   cleared on entry and exit: compile inside the block ahead of time (`jax.jit(f).lower(...).compile()`) and call
   the compiled object afterwards; a plain `jax.jit` function would trace again, unrouted, after the block."""
   import jax
@@ -157,7 +162,8 @@ def routed_dot_general(sgemm: str):
              and jnp.result_type(lhs) == jnp.float32 and jnp.result_type(rhs) == jnp.float32
              and preferred_element_type in (None, jnp.float32, np.float32)
              and (lhs_contract[0] == lhs.ndim - 1 or (lhs.ndim == 2 and lhs_contract[0] == 0)))
-    if not plain:
+    rows = (int(np.prod(lhs.shape[:-1])) if lhs_contract[0] == lhs.ndim - 1 else lhs.shape[1]) if plain else 0
+    if not plain or (max_rows is not None and rows > max_rows):
       return original(lhs, rhs, dimension_numbers, precision=precision,
                       preferred_element_type=preferred_element_type, **kwargs)
     trans_b = rhs_contract[0] == 1
@@ -242,13 +248,16 @@ def measure(sgemm: str, rounds: int, threads: int) -> list[dict]:
   trainers = {'xla': compiled_trainer()}
   with routed_dot_general(sgemm):
     trainers[sgemm] = compiled_trainer()
+  small = f'{sgemm}, per-step only'   # only products with batch-size rows: the recurrences' matmuls
+  with routed_dot_general(sgemm, max_rows=throughput.SPEC['batch_size']):
+    trainers[small] = compiled_trainer()
   marker = f'custom_call_target="{TARGET}"'
   hlo = {name: trainer._step.as_text() for name, trainer in trainers.items()}
-  if marker in hlo['xla'] or marker not in hlo[sgemm]:
+  if marker in hlo['xla'] or marker not in hlo[sgemm] or not 0 < hlo[small].count(marker) < hlo[sgemm].count(marker):
     raise AssertionError('the routed step must hold the custom calls and the XLA step none: '
                          f'{ {name: text.count(marker) for name, text in hlo.items()} }')
   losses = {name: trainer.step(batches[1]) for name, trainer in trainers.items()}
-  if not np.isclose(losses['xla'], losses[sgemm], rtol=1e-4):
+  if not all(np.isclose(losses['xla'], loss, rtol=1e-4) for loss in losses.values()):
     raise AssertionError(f'the routed step computes a different loss: {losses}')
   times = _interleaved_rounds({name: (lambda t=trainer: t.timed_steps(batches)[0])
                                for name, trainer in trainers.items()}, rounds)

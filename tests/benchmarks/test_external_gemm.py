@@ -47,7 +47,7 @@ def test_routed_scan_equals_xla_in_values_and_gradients(sgemm):
   x = jnp.asarray(rng.standard_normal((4, 3, 6)), jnp.float32)          # [T, B, d]
 
   def loss(w_in, w_h):
-    gates = jnp.einsum('tbd,dh->tbh', x, w_in)                           # batch-free 3-D x 2-D: routed
+    gates = jnp.dot(x, w_in)                                             # batch-free 3-D x 2-D: routed
     h, hs = jax.lax.scan(lambda h, g: (jnp.tanh(g + h @ w_h),) * 2, jnp.zeros((3, 8)), gates)
     return jnp.sum(hs ** 2) + jnp.sum(jnp.einsum('bh,bh->b', h, h))     # a batched dot: left to XLA
 
@@ -67,3 +67,19 @@ def test_routed_scan_equals_xla_in_values_and_gradients(sgemm):
 def test_unknown_sgemm_is_a_clear_error():
   with pytest.raises(ValueError, match='unknown sgemm'):
     external_gemm.load('no such blas')
+
+
+def test_max_rows_routes_only_the_per_step_products(sgemm):
+  x = jnp.ones((4, 3, 6))                                                # [T, B, d]: the input product has 12 rows
+  w_in, w_h = jnp.ones((6, 8)), jnp.ones((8, 8))
+
+  def forward(w_in, w_h):
+    gates = jnp.dot(x, w_in)
+    return jax.lax.scan(lambda h, g: (jnp.tanh(g + h @ w_h),) * 2, jnp.zeros((3, 8)), gates)[1]
+
+  counts = {}
+  for max_rows in (None, 3):
+    with external_gemm.routed_dot_general(sgemm, max_rows=max_rows):
+      counts[max_rows] = jax.jit(forward).lower(w_in, w_h).compile().as_text().count(
+          'custom_call_target="external_gemm"')
+  assert counts == {None: 2, 3: 1}                                       # the scan's [3, 8] x [8, 8] only
