@@ -357,6 +357,15 @@ def _log_probs(logits):
   return log_probs
 
 
+def _allowed_logits(logits):
+  """The logits with PAD and BOS forbidden (attention_jax.decoding's rule; the same argmax as _log_probs, without
+  the log_softmax): [..., V] -> [..., V]."""
+  allowed = logits.float().clone()
+  allowed[..., PAD_ID] = _NEG_INF
+  allowed[..., BOS_ID] = _NEG_INF
+  return allowed
+
+
 @torch.inference_mode()
 def greedy_decode(model: nn.Module, source, max_length: int):
   """The most likely token at every step: source [B, S] long -> tokens [B, T] long (EOS, then PAD)."""
@@ -367,7 +376,7 @@ def greedy_decode(model: nn.Module, source, max_length: int):
   tokens = []
   for _ in range(max_length):          # all max_length steps, as attention_jax's scan
     state, logits, _ = model.decoder.decode_step(state, prev, memory)
-    prev = _log_probs(logits).argmax(-1).masked_fill(finished, PAD_ID)
+    prev = _allowed_logits(logits).argmax(-1).masked_fill(finished, PAD_ID)   # = the log-probs' argmax
     finished = finished | (prev == EOS_ID)
     tokens.append(prev)
   return torch.stack(tokens, dim=1)
