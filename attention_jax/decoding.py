@@ -29,17 +29,21 @@ Array = jax.Array
 _NEG_INF = -1e9   # finite: -inf - -inf would give NaN in the score arithmetic below
 
 
+def _forbid_special(scores: Array) -> Array:
+  """PAD and BOS can never be emitted: their entries set to _NEG_INF. [..., V] -> [..., V]."""
+  return scores.at[..., PAD_ID].set(_NEG_INF).at[..., BOS_ID].set(_NEG_INF)
+
+
 def _log_probs(logits: Array) -> Array:
   """log_softmax with PAD and BOS forbidden: [..., V] -> [..., V]."""
-  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  return log_probs.at[..., PAD_ID].set(_NEG_INF).at[..., BOS_ID].set(_NEG_INF)
+  return _forbid_special(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1))
 
 
 def _allowed_logits(logits: Array) -> Array:
   """The logits with PAD and BOS forbidden: [..., V] -> [..., V] float32. Their argmax is `_log_probs`'s
   (log_softmax subtracts one constant per row) without its exp and sum over V: greedy decoding 7% faster on the
   throughput model (measured), and exact where rounding x - logsumexp(x) would merge two nearly equal logits."""
-  return logits.astype(jnp.float32).at[..., PAD_ID].set(_NEG_INF).at[..., BOS_ID].set(_NEG_INF)
+  return _forbid_special(logits.astype(jnp.float32))
 
 
 def first_argmax(x: Array) -> Array:

@@ -15,10 +15,7 @@ benchmark's model (GRU 256, vocabulary 4000, batch 64 x 20). Target: first step 
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -26,7 +23,6 @@ from benchmarks import harness
 
 MODULE = 'benchmarks.compile_time'
 MODELS = ('default_config', 'throughput_model')
-PROTOCOL = '@@'
 
 
 def _setup(model_name: str):
@@ -81,12 +77,7 @@ def measure_once(model_name: str) -> dict:
 
 
 def _fresh_process(model_name: str) -> dict:
-  output = subprocess.run([sys.executable, '-m', MODULE, '--measure', model_name], capture_output=True, text=True,
-                          check=False)
-  for line in output.stdout.splitlines():
-    if line.startswith(PROTOCOL):
-      return json.loads(line[len(PROTOCOL):])
-  raise RuntimeError(f'measurement of {model_name} failed:\n{output.stderr[-3000:]}')
+  return harness.run_worker(MODULE, ['--measure', model_name])
 
 
 def main(argv=None) -> dict:
@@ -95,7 +86,7 @@ def main(argv=None) -> dict:
   parser.add_argument('--measure', default=None, help='(internal) measure one model in this process')
   args = parser.parse_args(argv)
   if args.measure:
-    print(PROTOCOL + json.dumps(measure_once(args.measure)), flush=True)
+    harness.print_worker_result(measure_once(args.measure))
     return {}
   repeats = args.repeats or (1 if args.quick else 3)
   models = MODELS[:1] if args.quick else MODELS

@@ -30,11 +30,9 @@ import functools
 import glob
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -44,10 +42,10 @@ from benchmarks import harness
 MODULE = 'benchmarks.external_gemm'
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'external_gemm.cc')
 TARGET = 'external_gemm'
-PROTOCOL = '@@'
 STEPS, BATCH, HIDDEN = 30, 64, 256
 WIDTHS = (256, 768, 4000)
 PAUSE_S = 0.5   # idle time before each contender's round, as in benchmarks.throughput
+CALLS_PER_ROUND = 5
 
 
 @functools.cache
@@ -193,8 +191,20 @@ def _interleaved_rounds(contenders: dict, rounds: int) -> dict[str, list[float]]
   return times
 
 
+def _timed_round(call):
+  """A round for `_interleaved_rounds`: CALLS_PER_ROUND calls of `call` (which must synchronise), each timed."""
+  def round_() -> list[float]:
+    seconds = []
+    for _ in range(CALLS_PER_ROUND):
+      start = time.perf_counter()
+      call()
+      seconds.append(time.perf_counter() - start)
+    return seconds
+  return round_
+
+
 def measure(sgemm: str, rounds: int, threads: int) -> list[dict]:
-  """Both tables for one sgemm, in this process."""
+  """The three tables' rows for one sgemm, in this process."""
   import jax
   import jax.numpy as jnp
   load(sgemm)
@@ -203,34 +213,19 @@ def measure(sgemm: str, rounds: int, threads: int) -> list[dict]:
     torch.set_num_threads(threads)
   rng = np.random.default_rng(0)
   rows = []
+  products = {'xla': jnp.matmul, sgemm: lambda a, b: matmul(a, b, False, False, sgemm)}
   for width in WIDTHS:
     h0 = jnp.asarray(rng.standard_normal((BATCH, HIDDEN)), jnp.float32)
     w1 = jnp.asarray(rng.standard_normal((HIDDEN, width)) * 0.05, jnp.float32)
     w2 = jnp.asarray(rng.standard_normal((width, HIDDEN)) * 0.05, jnp.float32)
-    loops = {
-        'xla': jax.jit(lambda h, w1, w2: jax.lax.fori_loop(
-            0, STEPS, lambda _, h: jnp.tanh(jnp.tanh(h @ w1) @ w2), h)),
-        sgemm: jax.jit(lambda h, w1, w2: jax.lax.fori_loop(
-            0, STEPS, lambda _, h: jnp.tanh(matmul(jnp.tanh(matmul(h, w1, False, False, sgemm)), w2, False, False,
-                                                   sgemm)), h)),
-    }
+    steps = {name: (lambda h, mm=mm: jnp.tanh(mm(jnp.tanh(mm(h, w1)), w2))) for name, mm in products.items()}
+    loops = {name: jax.jit(lambda h, step=step: jax.lax.fori_loop(0, STEPS, lambda _, h: step(h), h))
+             for name, step in steps.items()}
     # One step agrees to rounding; 30 steps of the saturating recurrence amplify the summation-order difference.
-    np.testing.assert_allclose(np.asarray(jnp.tanh(matmul(jnp.tanh(matmul(h0, w1, False, False, sgemm)), w2, False,
-                                                          False, sgemm))),
-                               np.asarray(jnp.tanh(jnp.tanh(h0 @ w1) @ w2)), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(loops[sgemm](h0, w1, w2)), np.asarray(loops['xla'](h0, w1, w2)), atol=2e-2)
-
-    def timed(fn):
-      def round_():
-        out = []
-        for _ in range(5):
-          start = time.perf_counter()
-          jax.block_until_ready(fn(h0, w1, w2))
-          out.append(time.perf_counter() - start)
-        return out
-      return round_
-
-    times = _interleaved_rounds({name: timed(fn) for name, fn in loops.items()}, rounds)
+    np.testing.assert_allclose(np.asarray(steps[sgemm](h0)), np.asarray(steps['xla'](h0)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(loops[sgemm](h0)), np.asarray(loops['xla'](h0)), atol=2e-2)
+    times = _interleaved_rounds({name: _timed_round(lambda fn=fn: jax.block_until_ready(fn(h0)))
+                                 for name, fn in loops.items()}, rounds)
     flops = STEPS * 2 * 2 * BATCH * HIDDEN * width
     for name, t in times.items():
       median_ms = float(np.median(t)) * 1e3
@@ -274,18 +269,8 @@ def measure(sgemm: str, rounds: int, threads: int) -> list[dict]:
     greedy[sgemm] = decoding.greedy_decode.lower(model, params, source, max_length=length).compile()
   tokens = {name: np.asarray(fn(params, source)[0]) for name, fn in greedy.items()}
   agreement = float(np.mean(tokens['xla'] == tokens[sgemm]))
-
-  def timed_decode(fn):
-    def round_():
-      out = []
-      for _ in range(5):
-        start = time.perf_counter()
-        np.asarray(fn(params, source)[0])
-        out.append(time.perf_counter() - start)
-      return out
-    return round_
-
-  times = _interleaved_rounds({name: timed_decode(fn) for name, fn in greedy.items()}, rounds)
+  times = _interleaved_rounds({name: _timed_round(lambda fn=fn: np.asarray(fn(params, source)[0]))
+                               for name, fn in greedy.items()}, rounds)
   for name, t in times.items():
     rows.append({'table': 'greedy decoding', 'sgemm': sgemm, 'case': f'batch 64, {length} positions '
                  f'(tokens agree: {agreement:.3f})', 'matmul': name,
@@ -294,9 +279,8 @@ def measure(sgemm: str, rounds: int, threads: int) -> list[dict]:
 
 
 def _in_fresh_process(sgemm: str, rounds: int, threads: int) -> list[dict]:
-  out = subprocess.run([sys.executable, '-m', MODULE, '--worker', sgemm, '--rounds', str(rounds),
-                        '--threads', str(threads)], check=True, capture_output=True, text=True, timeout=1200).stdout
-  return json.loads(next(line for line in out.splitlines() if line.startswith(PROTOCOL))[len(PROTOCOL):])
+  return harness.run_worker(MODULE, ['--worker', sgemm, '--rounds', str(rounds), '--threads', str(threads)],
+                            timeout=1200)
 
 
 def main(argv=None) -> dict:
@@ -309,13 +293,13 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
   rounds = args.rounds or (2 if args.quick else 8)
   if args.worker:
-    print(PROTOCOL + json.dumps(measure(args.worker, rounds, args.threads)), flush=True)
+    harness.print_worker_result(measure(args.worker, rounds, args.threads))
     return {}
   load_before = harness.load_average()
   names = args.sgemm or list(sgemm_choices())
   rows = [row for name in names for row in _in_fresh_process(name, rounds, args.threads)]
   for table in ('loop', 'train step', 'greedy decoding'):
-    print(f'\n{table} (median, {rounds} interleaved rounds of 5 calls)\n')
+    print(f'\n{table} (median, {rounds} interleaved rounds of {CALLS_PER_ROUND} calls)\n')
     print(harness.markdown_table([r for r in rows if r['table'] == table],
                                  ['sgemm', 'case', 'matmul', 'median_ms', 'gflop_per_s']))
   settings = {'threads': args.threads, 'rounds': rounds,

@@ -13,6 +13,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -114,6 +115,27 @@ def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:
   parser.add_argument('--quick', action='store_true', help='tiny sizes and few repeats (smoke test, < 60 s)')
   parser.add_argument('--out', default=default_out, help='where to write the JSON results')
   return parser
+
+
+WORKER_PREFIX = '@@'   # marks a worker's result line on stdout (the libraries it loads may print too)
+
+
+def print_worker_result(result: Any) -> None:
+  """In a worker process: writes `result` (JSON-serialisable) as the line `run_worker` reads."""
+  print(WORKER_PREFIX + json.dumps(result), flush=True)
+
+
+def run_worker(module: str, args: Sequence[str], env: dict[str, str] | None = None,
+               timeout: float | None = None) -> Any:
+  """Runs `python -m module *args` in a fresh process and returns what it passed to `print_worker_result`;
+  a worker that printed none raises with the end of its stderr."""
+  output = subprocess.run([sys.executable, '-m', module, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+  for line in output.stdout.splitlines():
+    if line.startswith(WORKER_PREFIX):
+      return json.loads(line[len(WORKER_PREFIX):])
+  raise RuntimeError(f'python -m {module} {" ".join(args)} gave no result (exit status {output.returncode}):\n'
+                     f'{output.stderr[-3000:]}')
 
 
 def write_json(path: str, payload: dict[str, Any]) -> None:

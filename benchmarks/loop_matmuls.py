@@ -15,10 +15,7 @@ run independent work side by side).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 
@@ -28,7 +25,6 @@ MODULE = 'benchmarks.loop_matmuls'
 STEPS, BATCH, HIDDEN = 30, 64, 256
 WIDTHS = (768, 4000)
 CONCURRENCY_FLAG = '--xla_cpu_enable_concurrency_optimized_scheduler=true'
-PROTOCOL = '@@'
 
 
 def measure(repeats: int) -> list[dict]:
@@ -89,9 +85,7 @@ def measure(repeats: int) -> list[dict]:
 def _in_fresh_process(flags: str, repeats: int) -> list[dict]:
   env = dict(os.environ)
   env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + flags).strip()
-  out = subprocess.run([sys.executable, '-m', MODULE, '--worker', '--repeats', str(repeats)], env=env, check=True,
-                       capture_output=True, text=True, timeout=600).stdout
-  return json.loads(next(line for line in out.splitlines() if line.startswith(PROTOCOL))[len(PROTOCOL):])
+  return harness.run_worker(MODULE, ['--worker', '--repeats', str(repeats)], env=env, timeout=600)
 
 
 def main(argv=None) -> dict:
@@ -101,7 +95,7 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
   repeats = args.repeats or (5 if args.quick else 15)
   if args.worker:
-    print(PROTOCOL + json.dumps(measure(repeats)), flush=True)
+    harness.print_worker_result(measure(repeats))
     return {}
   load_before = harness.load_average()
   rows = []

@@ -349,21 +349,22 @@ def luong_params_from_flax(params) -> dict[str, torch.Tensor]:
   return {name: torch.from_numpy(np.array(value, dtype=np.float32)) for name, value in state.items()}
 
 
+def _forbid_special(scores):
+  """PAD and BOS can never be emitted (attention_jax.decoding's rule), in place: [..., V] -> [..., V]."""
+  scores[..., PAD_ID] = _NEG_INF
+  scores[..., BOS_ID] = _NEG_INF
+  return scores
+
+
 def _log_probs(logits):
-  """log_softmax with PAD and BOS forbidden (attention_jax.decoding's rule): [..., V] -> [..., V]."""
-  log_probs = F.log_softmax(logits.float(), dim=-1)
-  log_probs[..., PAD_ID] = _NEG_INF
-  log_probs[..., BOS_ID] = _NEG_INF
-  return log_probs
+  """log_softmax with PAD and BOS forbidden: [..., V] -> [..., V]."""
+  return _forbid_special(F.log_softmax(logits.float(), dim=-1))
 
 
 def _allowed_logits(logits):
-  """The logits with PAD and BOS forbidden (attention_jax.decoding's rule; the same argmax as _log_probs, without
-  the log_softmax): [..., V] -> [..., V]."""
-  allowed = logits.float().clone()
-  allowed[..., PAD_ID] = _NEG_INF
-  allowed[..., BOS_ID] = _NEG_INF
-  return allowed
+  """The logits with PAD and BOS forbidden (the same argmax as _log_probs, without the log_softmax): [..., V] ->
+  [..., V], a copy."""
+  return _forbid_special(logits.float().clone())
 
 
 @torch.inference_mode()
