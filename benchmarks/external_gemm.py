@@ -297,6 +297,9 @@ def main(argv=None) -> dict:
     return {}
   load_before = harness.load_average()
   names = args.sgemm or list(sgemm_choices())
+  unknown = sorted(set(names) - set(sgemm_choices()))
+  if unknown:
+    parser.error(f'unknown --sgemm {unknown}; this machine has {sorted(sgemm_choices())}')
   rows = [row for name in names for row in _in_fresh_process(name, rounds, args.threads)]
   for table in ('loop', 'train step', 'greedy decoding'):
     print(f'\n{table} (median, {rounds} interleaved rounds of {CALLS_PER_ROUND} calls)\n')

@@ -83,3 +83,10 @@ def test_max_rows_routes_only_the_per_step_products(sgemm):
       counts[max_rows] = jax.jit(forward).lower(w_in, w_h).compile().as_text().count(
           'custom_call_target="external_gemm"')
   assert counts == {None: 2, 3: 1}                                       # the scan's [3, 8] x [8, 8] only
+
+
+def test_main_rejects_an_unknown_sgemm_before_measuring(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    external_gemm.main(['--sgemm', 'no such blas', '--out', 'unused.json'])
+  assert exit_info.value.code == 2
+  assert "unknown --sgemm ['no such blas']" in capsys.readouterr().err
