@@ -57,6 +57,11 @@ BASELINE = 'attention_jax_baseline'   # attention_jax of another checkout (--bas
 PAUSE_S = 0.5
 DECODE_MODES = ('greedy', 'beam')
 PROTOCOL = '@@'   # prefix of the worker's protocol lines (libraries may print to stdout too)
+# --cpu_runtime: 'library': attention_jax's worker calls cpu_runtime.configure() first, as every
+# `python -m experiments.*` process does, and the peers run on their defaults; 'all': the peers get the same
+# glibc malloc settings too (from the environment; JAX's dispatch setting has no peer equivalent); 'default':
+# nobody changes anything.
+CPU_RUNTIME = ('library', 'all', 'default')
 
 
 def make_batches(spec: dict, count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -170,10 +175,19 @@ def _send(message: dict) -> None:
   print(PROTOCOL + json.dumps(message), flush=True)
 
 
-def run_worker(framework: str, threads: int, warmup: int) -> None:
-  """Builds one framework's trainer, warms it up, then answers 'steps N' lines on stdin until 'quit'."""
+def run_worker(framework: str, threads: int, warmup: int, configure_cpu_runtime: bool) -> None:
+  """Builds one framework's trainer, warms it up, then answers 'steps N' lines on stdin until 'quit'.
+
+  configure_cpu_runtime: attention_jax's `cpu_runtime.configure()` first, before JAX's first computation."""
+  runtime = 'default'
+  if configure_cpu_runtime:
+    from attention_jax import cpu_runtime
+    runtime = cpu_runtime.configure()
+  elif 'MALLOC_MMAP_MAX_' in os.environ:
+    runtime = 'glibc malloc settings of attention_jax.cpu_runtime (environment)'
   start = time.perf_counter()
   trainer = _trainer(framework, SPEC, threads)
+  trainer.settings += f'; CPU runtime: {runtime}'
   batches = make_batches(SPEC, 8, seed=1)
   setup = time.perf_counter() - start
   first_times, _ = trainer.timed_steps(batches[:1])            # compiles / traces
@@ -208,13 +222,20 @@ def run_worker(framework: str, threads: int, warmup: int) -> None:
 class _Worker:
   """A running worker process and its protocol."""
 
-  def __init__(self, framework: str, threads: int, warmup: int, tree: str | None = None):
-    """tree: run attention_jax from this checkout instead (another commit: a before/after comparison)."""
+  def __init__(self, framework: str, threads: int, warmup: int, cpu_runtime: str, tree: str | None = None):
+    """tree: run attention_jax from this checkout instead (another commit: a before/after comparison), as that
+    checkout's worker runs it. cpu_runtime: one of CPU_RUNTIME."""
     self.framework = framework
-    self.process = subprocess.Popen(
-        [sys.executable, '-m', MODULE, '--worker', 'attention_jax' if tree else framework, '--threads', str(threads),
-         '--warmup', str(warmup)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tree or os.getcwd(), env=dict(os.environ))
+    command = [sys.executable, '-m', MODULE, '--worker', 'attention_jax' if tree else framework,
+               '--threads', str(threads), '--warmup', str(warmup)]
+    env = dict(os.environ)
+    if not tree:
+      command += ['--configure_cpu_runtime', str(int(framework == 'attention_jax' and cpu_runtime != 'default'))]
+      if framework != 'attention_jax' and cpu_runtime == 'all':
+        from attention_jax import cpu_runtime as runtime
+        env.update(runtime.MALLOC_ENVIRONMENT)
+    self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    cwd=tree or os.getcwd(), env=env)
 
   def receive(self) -> dict:
     for line in self.process.stdout:
@@ -262,10 +283,14 @@ def main(argv=None) -> dict:
                            'attention_jax trains alongside as attention_jax_baseline (training steps only)')
   parser.add_argument('--decode_rounds', type=int, default=None,
                       help='interleaved rounds of greedy and beam-4 decoding (2 batches each; 0: none)')
+  parser.add_argument('--cpu_runtime', default='library', choices=CPU_RUNTIME,
+                      help="'library': attention_jax's worker calls cpu_runtime.configure() (as experiments/ "
+                           "does); 'all': the peers also get its glibc malloc settings; 'default': none")
   parser.add_argument('--worker', default=None, help=argparse_hidden())
+  parser.add_argument('--configure_cpu_runtime', type=int, default=1, help=argparse_hidden())
   args = parser.parse_args(argv)
   if args.worker:
-    run_worker(args.worker, args.threads, args.warmup)
+    run_worker(args.worker, args.threads, args.warmup, bool(args.configure_cpu_runtime))
     return {}
 
   rounds = args.rounds or (2 if args.quick else 10)
@@ -283,7 +308,7 @@ def main(argv=None) -> dict:
   workers, ready = {}, {}
   try:
     for framework in frameworks:          # started one at a time so their compile times do not overlap
-      workers[framework] = _Worker(framework, args.threads, args.warmup,
+      workers[framework] = _Worker(framework, args.threads, args.warmup, args.cpu_runtime,
                                    tree=args.baseline_tree if framework == BASELINE else None)
       ready[framework] = workers[framework].receive()
       if framework == BASELINE:
@@ -355,7 +380,8 @@ def main(argv=None) -> dict:
   print(f'\nload average before/after: {load_before} / {load_after}')
   print(f'rerun: {command}')
   result = {'machine': info, 'command': command, 'spec': SPEC, 'rounds': rounds, 'steps_per_round': steps_per_round,
-            'load_average_before': load_before, 'load_average_after': load_after, 'rows': rows,
+            'cpu_runtime': args.cpu_runtime, 'load_average_before': load_before, 'load_average_after': load_after,
+            'rows': rows,
             'decode_rows': decode_rows}
   harness.write_json(args.out, result)
   return result

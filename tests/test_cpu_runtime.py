@@ -1,0 +1,82 @@
+"""cpu_runtime.configure: a jitted function whose temporary buffer is above glibc's 64 MiB thread-heap limit runs
+without page faults once configured; on JAX's and glibc's defaults every call faults the whole buffer in again."""
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from attention_jax import cpu_runtime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GLIBC = platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc'
+
+# A fresh process: configure (argv[1] == '1') or not, then call a jitted function whose only temporary is an
+# 80 MiB float32 array (an optimisation barrier keeps XLA from fusing it away). Prints configure's status, the
+# dispatch setting, the compiled temporary size and the minor page faults of each of 8 calls after warm-up.
+PROBE = r'''
+import resource, sys
+from attention_jax import cpu_runtime
+status = cpu_runtime.configure() if sys.argv[1] == '1' else 'default'
+import jax, jax.numpy as jnp
+x = jnp.full((5 * 2 ** 22,), 0.5, jnp.float32)
+f = jax.jit(lambda x: jnp.sum(jax.lax.optimization_barrier(jnp.sin(x)) * 2.0))
+temp = f.lower(x).compile().memory_analysis().temp_size_in_bytes
+for _ in range(4):
+  f(x).block_until_ready()
+faults = []
+for _ in range(8):
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  f(x).block_until_ready()
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(status.replace(' ', '_'), int(jax.config.read('jax_cpu_enable_async_dispatch')), temp, *faults)
+'''
+
+
+def _probe(configure: bool, **environment) -> tuple[str, bool, int, list[int]]:
+  """(configure's status, async dispatch on?, temporary bytes, minor page faults of each call)."""
+  env = {k: v for k, v in os.environ.items() if k != cpu_runtime.OPT_OUT_VARIABLE}
+  env.update(PYTHONPATH=ROOT, **environment)
+  out = subprocess.run([sys.executable, '-c', PROBE, str(int(configure))], capture_output=True, text=True, env=env,
+                       cwd=ROOT, check=True, timeout=300).stdout.split()
+  return out[0], out[1] == '1', int(out[2]), [int(n) for n in out[3:]]
+
+
+@pytest.mark.skipif(not GLIBC, reason='glibc malloc only')
+def test_configured_process_reuses_a_large_temporary_buffer_without_page_faults():
+  status, asynchronous, temp, faults = _probe(False)
+  assert asynchronous and temp >= 80 * 2 ** 20
+  # The worker thread's arena maps the > 64 MiB block afresh in every call: one fault per 4 KiB page of it.
+  assert min(faults) > 0.9 * temp / 4096, faults
+  status, asynchronous, temp, faults = _probe(True)
+  assert status == 'configured' and not asynchronous
+  assert max(faults) < 100, faults            # the block comes back from the main heap, already mapped
+
+
+@pytest.mark.skipif(not GLIBC, reason='glibc malloc only')
+def test_opt_out_leaves_jax_and_malloc_on_their_defaults():
+  status, asynchronous, temp, faults = _probe(True, **{cpu_runtime.OPT_OUT_VARIABLE: '1'})
+  assert status == 'disabled' and asynchronous
+  assert min(faults) > 0.9 * temp / 4096, faults
+
+
+def test_after_the_backend_started_only_malloc_is_set(monkeypatch):
+  monkeypatch.delenv(cpu_runtime.OPT_OUT_VARIABLE, raising=False)
+  monkeypatch.setattr(cpu_runtime, '_backend_started', lambda: True)
+  monkeypatch.setattr(cpu_runtime, '_glibc', lambda: None)
+  updates = []
+  monkeypatch.setattr(cpu_runtime.jax.config, 'update', lambda *args: updates.append(args))
+  assert cpu_runtime.configure() == "malloc only: JAX's CPU backend already started"
+  assert updates == []
+
+
+def test_without_glibc_only_dispatch_is_set(monkeypatch):
+  monkeypatch.delenv(cpu_runtime.OPT_OUT_VARIABLE, raising=False)
+  monkeypatch.setattr(cpu_runtime, '_backend_started', lambda: False)
+  monkeypatch.setattr(cpu_runtime, '_glibc', lambda: None)
+  updates = []
+  monkeypatch.setattr(cpu_runtime.jax.config, 'update', lambda *args: updates.append(args))
+  assert cpu_runtime.configure() == 'configured (dispatch only: not glibc)'
+  assert updates == [('jax_cpu_enable_async_dispatch', False)]
