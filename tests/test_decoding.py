@@ -186,3 +186,30 @@ def test_first_argmax_is_numpy_argmax_with_ties_and_nans():
   np.testing.assert_array_equal(decoding.first_argmax(jnp.asarray(x)), np.argmax(x, axis=-1))
   batched = rng.normal(size=(2, 3, 9)).astype(np.float32)
   np.testing.assert_array_equal(decoding.first_argmax(jnp.asarray(batched)), np.argmax(batched, axis=-1))
+
+
+def _numpy_top_k(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """The k largest entries of each row, ties to the lower index: a stable sort of -x."""
+  order = np.argsort(-x, axis=-1, kind='stable')[..., :k]
+  return np.take_along_axis(x, order, axis=-1), order
+
+
+@pytest.mark.parametrize('shape, k, chunk', [((5, 1000), 8, 32), ((2, 3, 777), 5, 16), ((4, 100), 8, 32),
+                                             ((3, 64), 4, 32), ((2, 40), 40, 8)])
+def test_chunked_top_k_is_top_k_with_ties_and_infinities(shape, k, chunk):
+  rng = np.random.default_rng(sum(shape) + k)
+  x = rng.normal(size=shape).astype(np.float32)
+  rows = x.reshape(-1, shape[-1])
+  rows[0] = rng.integers(0, 3, size=shape[-1])          # many ties, also across chunks
+  rows[1, : shape[-1] // 2] = -np.inf                    # a half of -inf (the padding is -inf too)
+  rows[-1, -3:] = rows[-1].max() + 1.0                   # the largest entries in the last (padded) chunk
+  values, indices = jax.jit(lambda x: decoding.chunked_top_k(x, k, chunk))(jnp.asarray(x))
+  want_values, want_indices = _numpy_top_k(x, k)
+  np.testing.assert_array_equal(np.asarray(indices), want_indices)
+  np.testing.assert_array_equal(np.asarray(values), want_values)
+  assert indices.dtype == jnp.int32
+
+
+def test_chunked_top_k_rejects_more_than_it_has():
+  with pytest.raises(ValueError, match='top 9 of 8'):
+    decoding.chunked_top_k(jnp.zeros((2, 8)), 9)
