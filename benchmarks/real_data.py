@@ -198,6 +198,10 @@ def main(argv=None) -> dict:
   parser.add_argument('--decode_batch_size', type=int, default=64)
   parser.add_argument('--no_torch', action='store_true')
   args = parser.parse_args(argv)
+  # attention_jax as experiments/ runs it (before JAX's first computation). PyTorch runs in this process too, so
+  # it gets the same glibc malloc settings; JAX's dispatch setting does not concern it.
+  from attention_jax import cpu_runtime
+  runtime = cpu_runtime.configure()
   with_torch = not args.no_torch
   if with_torch:
     try:
@@ -219,10 +223,11 @@ def main(argv=None) -> dict:
             f'Rerun: `{harness.rerun_command(MODULE)} {" ".join(argv or [])}`'.rstrip(), '',
             harness.markdown_table(train_rows, columns, digits=2), '',
             harness.markdown_table(decode_rows, ['dataset', 'decoding', 'run', 'sentences_per_s'], digits=1), '',
-            'Corpora: ' + '; '.join(f'{k}: {v}' for k, v in infos.items()), '']
+            'Corpora: ' + '; '.join(f'{k}: {v}' for k, v in infos.items()), '',
+            f'attention_jax.cpu_runtime.configure(): {runtime} (JAX dispatch; glibc malloc for both frameworks)', '']
   print('\n'.join(report))
   payload = {'machine': machine, 'train': train_rows, 'decode': decode_rows, 'corpora': infos,
-             'args': vars(args)}
+             'args': vars(args), 'cpu_runtime': runtime}
   harness.write_json(args.out, payload)
   with open(os.path.join(os.path.dirname(args.out) or '.', 'report.md'), 'w') as f:
     f.write('\n'.join(report))

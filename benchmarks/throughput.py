@@ -10,7 +10,8 @@ decoder (attention from the previous state, context fed to the GRU, readout tanh
 additive attention, embeddings/hidden/attention size 256, vocabulary 4000 on both sides, batch 64 of
 20-token sources and targets (no padding, so every implementation computes the same function), Adam 1e-3,
 mean token cross-entropy, teacher forcing.
-  attention_jax  `models.build_model` + `training.steps.train_step` under `jax.jit` (decoder = `nn.scan`)
+  attention_jax  `models.build_model` + `training.steps.train_step` under `jax.jit` (decoder = `nn.scan`), in a
+                 process set up as experiments/ sets it up (`cpu_runtime.configure()`; --cpu_runtime)
   pytorch        benchmarks/torch_baseline.py (the PyTorch seq2seq tutorial's structure: eager, Python loop)
   keras          benchmarks/keras_baseline.py (the TF NMT tutorial's structure: `tf.function` train step)
 
