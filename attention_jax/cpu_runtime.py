@@ -64,8 +64,8 @@ def _backend_started() -> bool:
 
 def configure() -> str:
   """Synchronous CPU dispatch and a heap that keeps freed memory (see the module docstring). Returns what was
-  done: 'configured', 'configured (dispatch only: not glibc)', 'malloc only: JAX's CPU backend already
-  started' or 'disabled' (ATTENTION_JAX_DEFAULT_CPU_RUNTIME=1).
+  done: 'configured', 'configured (dispatch only: not glibc)', "malloc only: JAX's CPU backend already
+  started", "nothing: ..." (started, and not glibc) or 'disabled' (ATTENTION_JAX_DEFAULT_CPU_RUNTIME=1).
 
   Raises RuntimeError if glibc refuses a malloc setting (it does not for these values)."""
   if os.environ.get(OPT_OUT_VARIABLE, '') not in ('', '0'):
@@ -77,6 +77,7 @@ def configure() -> str:
       if libc.mallopt(ctypes.c_int(parameter), ctypes.c_int(value)) != 1:
         raise RuntimeError(f'glibc mallopt({name}, {value}) failed')
   if _backend_started():
-    return "malloc only: JAX's CPU backend already started"
+    return ("malloc only: JAX's CPU backend already started" if libc is not None
+            else "nothing: JAX's CPU backend already started and this is not glibc")
   jax.config.update('jax_cpu_enable_async_dispatch', False)
   return 'configured' if libc is not None else 'configured (dispatch only: not glibc)'

@@ -62,21 +62,15 @@ def test_opt_out_leaves_jax_and_malloc_on_their_defaults():
   assert min(faults) > 0.9 * temp / 4096, faults
 
 
-def test_after_the_backend_started_only_malloc_is_set(monkeypatch):
+@pytest.mark.parametrize('backend_started, status, updates', [
+    (True, "nothing: JAX's CPU backend already started and this is not glibc", []),   # too late for dispatch
+    (False, 'configured (dispatch only: not glibc)', [('jax_cpu_enable_async_dispatch', False)]),
+])
+def test_dispatch_is_set_only_before_the_backend_starts(monkeypatch, backend_started, status, updates):
   monkeypatch.delenv(cpu_runtime.OPT_OUT_VARIABLE, raising=False)
-  monkeypatch.setattr(cpu_runtime, '_backend_started', lambda: True)
-  monkeypatch.setattr(cpu_runtime, '_glibc', lambda: None)
-  updates = []
-  monkeypatch.setattr(cpu_runtime.jax.config, 'update', lambda *args: updates.append(args))
-  assert cpu_runtime.configure() == "malloc only: JAX's CPU backend already started"
-  assert updates == []
-
-
-def test_without_glibc_only_dispatch_is_set(monkeypatch):
-  monkeypatch.delenv(cpu_runtime.OPT_OUT_VARIABLE, raising=False)
-  monkeypatch.setattr(cpu_runtime, '_backend_started', lambda: False)
-  monkeypatch.setattr(cpu_runtime, '_glibc', lambda: None)
-  updates = []
-  monkeypatch.setattr(cpu_runtime.jax.config, 'update', lambda *args: updates.append(args))
-  assert cpu_runtime.configure() == 'configured (dispatch only: not glibc)'
-  assert updates == [('jax_cpu_enable_async_dispatch', False)]
+  monkeypatch.setattr(cpu_runtime, '_backend_started', lambda: backend_started)
+  monkeypatch.setattr(cpu_runtime, '_glibc', lambda: None)                        # no malloc settings made
+  made = []
+  monkeypatch.setattr(cpu_runtime.jax.config, 'update', lambda *args: made.append(args))
+  assert cpu_runtime.configure() == status
+  assert made == updates

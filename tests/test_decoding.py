@@ -186,6 +186,16 @@ def test_first_argmax_is_numpy_argmax_with_ties_and_nans():
   np.testing.assert_array_equal(decoding.first_argmax(jnp.asarray(x)), np.argmax(x, axis=-1))
   batched = rng.normal(size=(2, 3, 9)).astype(np.float32)
   np.testing.assert_array_equal(decoding.first_argmax(jnp.asarray(batched)), np.argmax(batched, axis=-1))
+  # Wider rows, several chunks of 32: ties and NaNs in different chunks, the maximum in the padded last chunk.
+  wide = rng.normal(size=(7, 1000)).astype(np.float32)
+  wide[0, [40, 700]] = wide[0].max() + 1.0
+  wide[1, [990, 5]] = np.nan
+  wide[2, 999] = wide[2].max() + 1.0
+  wide[3, :] = -np.inf
+  wide[4, 31] = wide[4, 32] = wide[4].max() + 1.0                 # a tie across a chunk boundary
+  wide[5, 100] = wide[5].max() + 1.0
+  wide[5, 800] = np.nan                                            # a NaN after the maximum still wins
+  np.testing.assert_array_equal(jax.jit(decoding.first_argmax)(jnp.asarray(wide)), np.argmax(wide, axis=-1))
 
 
 def _numpy_top_k(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
