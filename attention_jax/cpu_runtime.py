@@ -16,10 +16,11 @@ remove that:
 - glibc `mallopt(M_MMAP_MAX, 0)` and `mallopt(M_TRIM_THRESHOLD, 2^31 - 1)`: the main arena serves large blocks
   from its heap and keeps freed memory there instead of returning it to Linux, so the next step reuses it.
 
-Measured on 2 Sapphire Rapids cores (BENCHMARKS.md section 2): the throughput model's training step 150 -> 123 ms,
-its greedy and beam-4 decoding 3-6% faster; the resident size grows by about one temporary buffer. (Limiting
-glibc to one arena instead, so that the worker threads allocate from the main heap too, removes the faults as
-well but makes the threads contend for its lock: a 141 ms step and 8% slower decoding.)
+Measured on 2 Sapphire Rapids cores (BENCHMARKS.md section 2, change 6): the throughput model's training step
+124.1 -> 103.2 ms side by side (1.20x), a real training run 1.17-1.23x more steps/s, greedy and beam-4 decoding
+3-8% faster; the resident size grows by about one temporary buffer. (Limiting glibc to one arena instead, so
+that the worker threads allocate from the main heap too, removes the faults as well but makes the threads
+contend for its lock: a 141 vs 121-126 ms step, and decoding 4-13% slower than with neither.)
 
 When. The dispatch setting is read when JAX creates its CPU client, at the first computation; later calls change
 nothing there and say so. Only glibc systems (Linux) get the malloc settings; elsewhere only the dispatch

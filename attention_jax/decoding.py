@@ -60,10 +60,11 @@ def _chunked(x: Array, chunk: int) -> Array:
 
 def first_argmax(x: Array, chunk: int = 32) -> Array:
   """jnp.argmax over the last axis (the first maximal index; the first NaN if there is one): [..., V] -> [...]
-  int32, in one pass over x: the maxima of chunks of `chunk` entries (and whether they hold a NaN), then the first
-  chunk that holds the row's maximum (its first NaN, if it has one), then the first such entry inside it. XLA:CPU's variadic
-  (value, index) argmax reduction took 0.4 ms a step at [64, 4000], more than the attention of the step, and a
-  max followed by a min over the maximal indices reads x twice (measured)."""
+  int32, in one pass over x: the maxima of chunks of `chunk` entries (and whether they hold a NaN), then the
+  first chunk that holds the row's maximum (its first NaN, if it has one), then the first such entry inside it.
+  XLA:CPU's variadic (value, index) argmax reduction took 0.4 ms a step at [64, 4000], more than the attention
+  of the step, and a max followed by a min over the maximal indices reads x twice (measured: greedy decoding of
+  the throughput model 4-5% faster than with the latter)."""
   chunks = _chunked(x, chunk)                                                      # [..., C, chunk]
   chunk_max = jnp.max(chunks, axis=-1)                       # [..., C]; XLA:CPU's max may drop NaN: counted apart
   chunk_nan = jnp.any(jnp.isnan(chunks), axis=-1)                                  # [..., C]
