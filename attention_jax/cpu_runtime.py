@@ -18,7 +18,7 @@ remove that:
 
 Measured on 2 Sapphire Rapids cores (BENCHMARKS.md section 2, change 6): the throughput model's training step
 124.1 -> 103.2 ms side by side (1.20x), a real training run 1.17-1.23x more steps/s, greedy and beam-4 decoding
-3-8% faster; the resident size grows by about one temporary buffer. (Limiting glibc to one arena instead, so
+4-8% faster; the resident size grows by about one temporary buffer. (Limiting glibc to one arena instead, so
 that the worker threads allocate from the main heap too, removes the faults as well but makes the threads
 contend for its lock: a 141 vs 121-126 ms step, and decoding 4-13% slower than with neither.)
 
