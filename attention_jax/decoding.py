@@ -91,9 +91,9 @@ def chunked_top_k(x: Array, k: int, chunk: int = 32) -> tuple[Array, Array]:
   n = x.shape[-1]
   if k > n:
     raise ValueError(f'top {k} of {n} entries')
-  chunks = _chunked(x, chunk)                                                       # [..., N / chunk, chunk]
-  if chunks.shape[-2] <= k:
+  if -(-n // chunk) <= k:                                   # no more chunks than wanted entries: nothing to skip
     return jax.lax.top_k(x, k)
+  chunks = _chunked(x, chunk)                                                       # [..., N / chunk, chunk]
   _, best_chunks = jax.lax.top_k(jnp.max(chunks, axis=-1), k)                       # [..., k]
   best_chunks = jnp.sort(best_chunks, axis=-1)           # chunk order = index order: ties keep the lower index
   candidates = jnp.take_along_axis(chunks, best_chunks[..., None], axis=-2)         # [..., k, chunk]

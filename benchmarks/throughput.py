@@ -180,11 +180,11 @@ def run_worker(framework: str, threads: int, warmup: int, configure_cpu_runtime:
   """Builds one framework's trainer, warms it up, then answers 'steps N' lines on stdin until 'quit'.
 
   configure_cpu_runtime: attention_jax's `cpu_runtime.configure()` first, before JAX's first computation."""
+  from attention_jax import cpu_runtime
   runtime = 'default'
   if configure_cpu_runtime:
-    from attention_jax import cpu_runtime
     runtime = cpu_runtime.configure()
-  elif 'MALLOC_MMAP_MAX_' in os.environ:
+  elif all(os.environ.get(k) == v for k, v in cpu_runtime.MALLOC_ENVIRONMENT.items()):
     runtime = 'glibc malloc settings of attention_jax.cpu_runtime (environment)'
   start = time.perf_counter()
   trainer = _trainer(framework, SPEC, threads)
@@ -233,8 +233,8 @@ class _Worker:
     if not tree:
       command += ['--configure_cpu_runtime', str(int(framework == 'attention_jax' and cpu_runtime != 'default'))]
       if framework != 'attention_jax' and cpu_runtime == 'all':
-        from attention_jax import cpu_runtime as runtime
-        env.update(runtime.MALLOC_ENVIRONMENT)
+        from attention_jax.cpu_runtime import MALLOC_ENVIRONMENT
+        env.update(MALLOC_ENVIRONMENT)
     self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                     cwd=tree or os.getcwd(), env=env)
 
