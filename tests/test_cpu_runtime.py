@@ -15,7 +15,7 @@ GLIBC = platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc'
 
 # A fresh process: configure (argv[1] == '1') or not, then call a jitted function whose only temporary is an
 # 80 MiB float32 array (an optimisation barrier keeps XLA from fusing it away). Prints configure's status, the
-# dispatch setting, the compiled temporary size and the minor page faults of each of 8 calls after warm-up.
+# dispatch setting, the compiled temporary size and the minor page faults of each of 16 calls after warm-up.
 PROBE = r'''
 import resource, sys
 from attention_jax import cpu_runtime
@@ -24,10 +24,10 @@ import jax, jax.numpy as jnp
 x = jnp.full((5 * 2 ** 22,), 0.5, jnp.float32)
 f = jax.jit(lambda x: jnp.sum(jax.lax.optimization_barrier(jnp.sin(x)) * 2.0))
 temp = f.lower(x).compile().memory_analysis().temp_size_in_bytes
-for _ in range(4):
+for _ in range(10):     # the heap grows to its working size in the first calls
   f(x).block_until_ready()
 faults = []
-for _ in range(8):
+for _ in range(16):
   before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   f(x).block_until_ready()
   faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -52,7 +52,11 @@ def test_configured_process_reuses_a_large_temporary_buffer_without_page_faults(
   assert min(faults) > 0.9 * temp / 4096, faults
   status, asynchronous, temp, faults = _probe(True)
   assert status == 'configured' and not asynchronous
-  assert max(faults) < 100, faults            # the block comes back from the main heap, already mapped
+  # The block comes back from the main heap, already mapped. Now and then small allocations between calls take
+  # part of the freed block, and the heap grows by a fresh one (observed: 0-2 of 16 calls, with other processes
+  # busy); on the defaults every call faults it in.
+  refaulted = [n for n in faults if n >= 100]
+  assert len(refaulted) <= len(faults) // 4 and sorted(faults)[len(faults) // 2] < 100, faults
 
 
 @pytest.mark.skipif(not GLIBC, reason='glibc malloc only')
