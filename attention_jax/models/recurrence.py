@@ -10,7 +10,9 @@ initialisers, so checkpoints written with those cells load unchanged), computed 
   * batched weight gradient: `recurrence` has a hand-written backward pass. Its reverse scan only carries the
     state's cotangent and emits the per-step gate cotangents; the recurrent kernel's gradient is then one
     [H, T*B] x [T*B, G] matmul over the stacked states, instead of T small accumulations inside the scan
-    (which is what autodiff of a scan does with a loop-invariant weight).
+    (which is what autodiff of a scan does with a loop-invariant weight);
+  * both scans read each step's inputs one step ahead (`prefetching_scan`), so that XLA:CPU vectorises the
+    gate nonlinearities.
 
 Gate formulas (Flax's; `gru_gates` / `lstm_gates`):
   GRU:  r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * (h_n + b_hn)), h' = (1 - z) n + z h
@@ -88,6 +90,43 @@ def _hidden_gates(carry, kernel: Array, bias: Array) -> Array:
   return jnp.dot(h, kernel.astype(h.dtype)) + bias.astype(h.dtype)
 
 
+def prefetching_scan(step, carry, xs, *, reverse: bool = False):
+  """`jax.lax.scan(step, carry, xs, reverse=reverse)`, with each step's slice of xs read one step ahead.
+
+  The step receives x_t from the loop's carry, and the loop reads x_{t+1} (x_{t-1} when reverse) for the next
+  step into it. The result is the same; the difference is in what XLA:CPU compiles. A scan hands its step
+  x_t as a dynamic slice of xs, which XLA fuses into the step's elementwise work, and a loop fusion that holds
+  a dynamic slice and two or more transcendental functions (a GRU update has three, its gradient more) is not
+  vectorised: 90-140 us for [64, 256] instead of 6-20 us. Read ahead, the slice is a copy of its own and the
+  elementwise fusion reads a plain buffer. `recurrence` at T = 20, B = 64, H = 256 (interleaved, median):
+  forward 6.3 -> 4.7 ms, forward + backward 17.3 -> 15.6 ms.
+
+  Not used for the decoders' teacher-forced scans, which autodiff transposes: there the read-ahead carry made
+  the training step 2% slower (measured).
+
+  Args:
+    step: (carry, x_t) -> (carry, y_t), as for `lax.scan`.
+    carry: the initial carry.
+    xs: a pytree of arrays with a common leading axis of length T >= 1.
+    reverse: run from t = T - 1 down to 0 (outputs stay in input order).
+
+  Returns:
+    (final carry, ys stacked on a new leading axis [T, ...]).
+  """
+  length = jax.tree.leaves(xs)[0].shape[0]
+  read = lambda t: jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, t, keepdims=False), xs)
+
+  def body(state, t):
+    inner, x_t = state
+    ahead = jnp.clip(t - 1 if reverse else t + 1, 0, length - 1)
+    inner, y_t = step(inner, x_t)
+    return (inner, read(ahead)), y_t
+
+  (final, _), ys = jax.lax.scan(body, (carry, read(length - 1 if reverse else 0)), jnp.arange(length),
+                                reverse=reverse)
+  return final, ys
+
+
 def _forward_scan(cell_type: str, x_gates_TBG: Array, carry0, kernel: Array, bias: Array, valid_TB: Array):
   """The plain recurrence: -> (outputs [T, B, H], final carry, carries before each step, hidden gates [T, B, G])."""
   update = GATE_UPDATES[cell_type]
@@ -98,7 +137,7 @@ def _forward_scan(cell_type: str, x_gates_TBG: Array, carry0, kernel: Array, bia
     new = _select(valid, update(carry, x_gates, h_gates), carry)
     return new, (cell_output(new), carry, h_gates)
 
-  final, (outputs, previous, h_gates) = jax.lax.scan(step, carry0, (x_gates_TBG, valid_TB))
+  final, (outputs, previous, h_gates) = prefetching_scan(step, carry0, (x_gates_TBG, valid_TB))
   return outputs, final, previous, h_gates
 
 
@@ -143,7 +182,7 @@ def _recurrence_bwd(cell_type, residuals, cotangents):
     d_before = jax.tree.map(jnp.add, _with_output(d_before, d_h), d_kept)
     return d_before, (d_x_gates, d_h_gates)
 
-  d_carry0, (d_x_gates_TBG, d_h_gates_TBG) = jax.lax.scan(
+  d_carry0, (d_x_gates_TBG, d_h_gates_TBG) = prefetching_scan(
       step, d_final, (x_gates_TBG, h_gates_TBG, previous, valid_TB, d_outputs_TBH), reverse=True)
   # The weight gradient over all steps at once: [H, T*B] x [T*B, G].
   states = cell_output(previous).reshape(-1, kernel.shape[0])
