@@ -202,6 +202,7 @@ def main(argv=None) -> dict:
   # it gets the same glibc malloc settings; JAX's dispatch setting does not concern it.
   from attention_jax import cpu_runtime
   runtime = cpu_runtime.configure()
+  runtime += f'; worker threads: {cpu_runtime.place_worker_threads()}'
   with_torch = not args.no_torch
   if with_torch:
     try:

@@ -11,7 +11,8 @@ additive attention, embeddings/hidden/attention size 256, vocabulary 4000 on bot
 20-token sources and targets (no padding, so every implementation computes the same function), Adam 1e-3,
 mean token cross-entropy, teacher forcing.
   attention_jax  `models.build_model` + `training.steps.train_step` under `jax.jit` (decoder = `nn.scan`), in a
-                 process set up as experiments/ sets it up (`cpu_runtime.configure()`; --cpu_runtime)
+                 process set up as experiments/ sets it up (`cpu_runtime.configure()`, then once JAX has started
+                 `cpu_runtime.place_worker_threads()`; --cpu_runtime)
   pytorch        benchmarks/torch_baseline.py (the PyTorch seq2seq tutorial's structure: eager, Python loop)
   keras          benchmarks/keras_baseline.py (the TF NMT tutorial's structure: `tf.function` train step)
 
@@ -22,6 +23,8 @@ from the numpy batch to the loss on the host (`.item()` / `.numpy()` / `float()`
 Reported: the median step time over all timed steps and tokens/s = B * T / median, and the fastest round's
 median per framework (`best_round_ms`), which approximates an uncontended machine when other processes share
 the cores (PyTorch's OpenMP threads slow down by 10x or more when a core is taken by another process).
+Decoding: each turn decodes two batches after the idle time; `after_idle_ms` is the median of the first (which
+wakes the threads), `back_to_back_ms` of the second, `median_batch_ms` of both.
 """
 
 from __future__ import annotations
@@ -58,8 +61,8 @@ BASELINE = 'attention_jax_baseline'   # attention_jax of another checkout (--bas
 PAUSE_S = 0.5
 DECODE_MODES = ('greedy', 'beam')
 PROTOCOL = '@@'   # prefix of the worker's protocol lines (libraries may print to stdout too)
-# --cpu_runtime: 'library': attention_jax's worker calls cpu_runtime.configure() first, as every
-# `python -m experiments.*` process does, and the peers run on their defaults; 'all': the peers get the same
+# --cpu_runtime: 'library': attention_jax's worker calls cpu_runtime.configure() first and places XLA's worker
+# threads once JAX has started, as every `python -m experiments.*` process does, and the peers run on their defaults; 'all': the peers get the same
 # glibc malloc settings too (from the environment; JAX's dispatch setting has no peer equivalent); 'default':
 # nobody changes anything.
 CPU_RUNTIME = ('library', 'all', 'default')
@@ -192,6 +195,10 @@ def run_worker(framework: str, threads: int, warmup: int, configure_cpu_runtime:
   batches = make_batches(SPEC, 8, seed=1)
   setup = time.perf_counter() - start
   first_times, _ = trainer.timed_steps(batches[:1])            # compiles / traces
+  if configure_cpu_runtime and framework.startswith('attention_jax'):
+    # As the entry points do once JAX has started (experiments.start_jax); another checkout may predate it.
+    place = getattr(cpu_runtime, 'place_worker_threads', None)
+    trainer.settings += f'; worker threads: {place() if place else "not placed (no place_worker_threads)"}'
   warm_times, loss = trainer.timed_steps(batches[1:1 + warmup])
   _send({'ready': framework, 'settings': trainer.settings, 'num_params': trainer.num_params, 'setup_s': setup,
          'first_step_s': first_times[0], 'warmup_ms': [1e3 * t for t in warm_times], 'loss': loss})
@@ -366,7 +373,10 @@ def main(argv=None) -> dict:
     median_s = statistics.median(mode_times)
     decode_rows.append({'framework': framework, 'decoding': 'greedy' if mode == 'greedy' else f'beam {BEAM_SIZE}',
                         'median_batch_ms': 1e3 * median_s, 'sentences_per_s': SPEC['batch_size'] / median_s,
-                        'batches_timed': len(mode_times)})
+                        'batches_timed': len(mode_times),
+                        # Each turn decodes two batches after PAUSE_S of idleness: the first wakes the threads.
+                        'after_idle_ms': 1e3 * statistics.median(mode_times[0::2]),
+                        'back_to_back_ms': 1e3 * statistics.median(mode_times[1::2])})
   for row in decode_rows:
     reference_row = next((r for r in decode_rows if r['framework'] == 'attention_jax' and
                           r['decoding'] == row['decoding']), None)
@@ -376,7 +386,8 @@ def main(argv=None) -> dict:
     print(f'\n## Decoding (batches of {SPEC["batch_size"]} sources, {SPEC["target_length"]} output positions, '
           f'every step run; median over {decode_rounds} interleaved rounds of 2 batches)\n')
     print(harness.markdown_table(decode_rows, ['framework', 'decoding', 'median_batch_ms', 'sentences_per_s',
-                                               'attention_jax_speedup'], digits=2))
+                                               'attention_jax_speedup', 'after_idle_ms', 'back_to_back_ms'],
+                                 digits=2))
   print('\n' + '\n'.join(f'- {r["framework"]}: {r["settings"]}' for r in rows))
   print(f'\nload average before/after: {load_before} / {load_after}')
   print(f'rerun: {command}')
@@ -390,10 +401,11 @@ def main(argv=None) -> dict:
 
 def _decode_rounds(workers: dict, frameworks: list[str], rounds: int) -> dict[tuple[str, str], list[float]]:
   """Greedy and beam decoding, each framework's first call (compilation) untimed, then `rounds` interleaved
-  rounds of 2 batches -> {(framework, mode): batch times in seconds} for the frameworks that decode."""
+  rounds of 2 batches -> {(framework, mode): batch times in seconds, in pairs: the batch after PAUSE_S of
+  idleness, then the one right after it} for the frameworks that decode."""
   if rounds <= 0:
     return {}
-  decoders = [f for f in frameworks if f != BASELINE and not workers[f].run_decode('greedy', 1).get('unsupported')]
+  decoders = [f for f in frameworks if not workers[f].run_decode('greedy', 1).get('unsupported')]
   for framework in decoders:
     workers[framework].run_decode('beam', 1)
   times = {(f, mode): [] for f in decoders for mode in DECODE_MODES}

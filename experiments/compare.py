@@ -13,6 +13,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from attention_jax.studies.compare import run_comparison
+from experiments import start_jax
 from experiments import user_errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Comparison config file.', lock_config=True)
@@ -24,6 +25,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
+  start_jax(_CONFIG.value)
   command = 'python -m experiments.compare ' + ' '.join(a for a in sys.argv[1:])
   print(f'report: {run_comparison(_CONFIG.value, _WORKDIR.value, command)}')
 

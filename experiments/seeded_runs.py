@@ -14,6 +14,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from attention_jax.studies.seeded_runs import run_seeded_variants
+from experiments import start_jax
 from experiments import user_errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file with a sweep group.', lock_config=True)
@@ -25,6 +26,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
+  start_jax(_CONFIG.value)
   command = 'python -m experiments.seeded_runs ' + ' '.join(a for a in sys.argv[1:])
   print(f'report: {run_seeded_variants(_CONFIG.value, _WORKDIR.value, command)}')
 

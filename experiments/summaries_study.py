@@ -15,6 +15,7 @@ from absl import flags
 from absl import logging
 
 from attention_jax.studies.summaries_study import write_study
+from experiments import start_jax
 from experiments import user_errors
 
 _RUNS = flags.DEFINE_multi_string('run', None, 'LABEL=WORKDIR of a finished summarisation run (repeat the flag).')
@@ -27,6 +28,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
+  start_jax()
   runs = []
   for spec in _RUNS.value:
     label, sep, workdir = spec.partition('=')

@@ -22,6 +22,7 @@ from ml_collections import config_flags
 
 from attention_jax import platform_info
 from attention_jax import tasks
+from experiments import start_jax
 from experiments import user_errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
@@ -58,6 +59,7 @@ def main(argv):
     tasks.get(_CONFIG.value.get('experiment', 'translation'))
   except ValueError as error:
     raise app.UsageError(str(error)) from None
+  start_jax(_CONFIG.value)
   started = time.perf_counter()
   tasks.run(_CONFIG.value, _WORKDIR.value)
   if _RESULTS_DIR.value:

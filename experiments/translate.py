@@ -26,6 +26,7 @@ from absl import logging
 
 from attention_jax.tasks.translation_inference import EXPLORER_FILE, translate, translate_lines
 from attention_jax.tasks.translation_inference import translate_lines_n_best
+from experiments import start_jax
 from experiments import user_errors
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.')
@@ -42,6 +43,7 @@ flags.mark_flag_as_required('workdir')
 
 def main(argv):
   logging.set_verbosity(logging.ERROR)   # orbax warns that a read-only checkpoint directory is read-only
+  start_jax()
   if _INPUT.value:
     if len(argv) > 1:
       raise app.UsageError('Give sentences as arguments or --input, not both.')

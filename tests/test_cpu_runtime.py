@@ -78,3 +78,49 @@ def test_dispatch_is_set_only_before_the_backend_starts(monkeypatch, backend_sta
   monkeypatch.setattr(cpu_runtime.jax.config, 'update', lambda *args: made.append(args))
   assert cpu_runtime.configure() == status
   assert made == updates
+
+
+# A fresh process (optionally limited to the CPUs in argv[1] first): XLA:CPU's worker threads and their CPU sets
+# before and after place_worker_threads, and the main thread's after.
+PLACEMENT_PROBE = r'''
+import json, os, sys
+if sys.argv[1]:
+  os.sched_setaffinity(0, {int(c) for c in sys.argv[1].split(',')})
+from attention_jax import cpu_runtime
+cpu_runtime.configure()
+import jax, jax.numpy as jnp
+(jnp.ones((256, 256)) @ jnp.ones((256, 256))).block_until_ready()
+workers = cpu_runtime.worker_threads()
+before = [sorted(os.sched_getaffinity(t)) for t in workers]
+status = cpu_runtime.place_worker_threads()
+print(json.dumps({'status': status, 'before': before, 'after': [sorted(os.sched_getaffinity(t)) for t in workers],
+                  'main': sorted(os.sched_getaffinity(0)), 'process': sorted(os.sched_getaffinity(os.getpid()))}))
+'''
+LINUX_AFFINITY = platform.system() == 'Linux' and hasattr(os, 'sched_setaffinity')
+
+
+def _placement(cpus: str = '', **environment) -> dict:
+  env = {k: v for k, v in os.environ.items() if k != cpu_runtime.OPT_OUT_VARIABLE}
+  env.update(PYTHONPATH=ROOT, **environment)
+  out = subprocess.run([sys.executable, '-c', PLACEMENT_PROBE, cpus], capture_output=True, text=True, env=env,
+                       cwd=ROOT, check=True, timeout=300).stdout
+  return __import__('json').loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not LINUX_AFFINITY or len(os.sched_getaffinity(0)) < 2, reason='Linux with 2+ CPUs only')
+def test_each_worker_thread_is_pinned_to_its_own_cpu_of_the_process_set():
+  cpus = sorted(os.sched_getaffinity(0))[:2]
+  result = _placement(','.join(map(str, cpus)))
+  assert len(result['before']) == 2 and all(a == cpus for a in result['before'])     # XLA: one worker per CPU
+  assert result['status'] == f'pinned 2 worker threads to CPUs {cpus}'
+  assert result['after'] == [[cpus[0]], [cpus[1]]]
+  assert result['main'] == cpus                                                      # the calling thread stays free
+
+
+@pytest.mark.skipif(not LINUX_AFFINITY, reason='Linux only')
+def test_placement_leaves_threads_alone_when_opted_out_or_on_one_cpu():
+  result = _placement(**{cpu_runtime.OPT_OUT_VARIABLE: '1'})
+  assert result['status'] == 'disabled' and result['after'] == result['before']
+  one = sorted(os.sched_getaffinity(0))[0]
+  result = _placement(str(one))
+  assert result['status'] == 'nothing: the process may use one CPU' and result['after'] == result['before']

@@ -1,6 +1,8 @@
 """Smoke tests of the benchmark package: helpers, batch format, and that the prototypes compute the library's
 functions (no timings are asserted; speed lives in `python -m benchmarks.*`)."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,8 +61,12 @@ def test_throughput_drives_training_decoding_and_a_baseline_checkout(tmp_path):
   assert all(row['median_step_ms'] > 0 and row['steps_timed'] == 1 for row in rows.values())
   assert 'the checkout . at' in rows[throughput.BASELINE]['settings']
   decoded = {(row['framework'], row['decoding']) for row in result['decode_rows']}
-  assert decoded == {('attention_jax', 'greedy'), ('attention_jax', f'beam {throughput.BEAM_SIZE}')}
-  assert all(row['sentences_per_s'] > 0 for row in result['decode_rows'])
+  assert decoded == {(f, mode) for f in rows for mode in ('greedy', f'beam {throughput.BEAM_SIZE}')}
+  assert all(row['sentences_per_s'] > 0 and row['after_idle_ms'] > 0 and row['back_to_back_ms'] > 0
+             for row in result['decode_rows'])
+  # The attention_jax worker places XLA's worker threads as the entry points do (Linux with 2+ CPUs).
+  if hasattr(os, 'sched_getaffinity') and len(os.sched_getaffinity(0)) >= 2:
+    assert 'worker threads: pinned' in rows['attention_jax']['settings']
   assert out.exists()
 
 
