@@ -29,12 +29,12 @@ setting is made. Setting the environment variable ATTENTION_JAX_DEFAULT_CPU_RUNT
 Worker threads. XLA:CPU runs the parallel parts of a computation on its own pool of worker threads, one per core
 (Linux names them tf_XLAEigen), which sleep when idle. After an idle spell (a pause between decoding requests,
 evaluation or checkpointing between training steps) Linux wakes them onto the same core, and a short computation
-ends before the scheduler moves one away: the throughput model's greedy decoding of a batch took 62.6 ms after
-0.5 s of idleness against 41.5 ms back to back, about its single-threaded time, with ~100 involuntary context
+ends before the scheduler moves one away: the throughput model's greedy decoding of a batch took 66.2 ms after
+0.5 s of idleness against 44.5 ms back to back, about its single-threaded time, with ~100 involuntary context
 switches instead of ~1. `place_worker_threads()`, called by the entry points once JAX has started (after
-`jax.distributed.initialize`), pins each worker to its own core of the process's CPU set: 43.2 ms after idleness,
-and beam-4 decoding 174.6 -> 148.1 ms, the training step 2-3% faster (BENCHMARKS.md section 2, change 10). The same
-opt-out variable leaves them alone.
+`jax.distributed.initialize`), pins each worker to its own core of the process's CPU set: 42.4 ms after idleness,
+and beam-4 decoding 163.6 -> 151.2 ms; back-to-back decoding and the training step are unchanged (BENCHMARKS.md
+section 2, change 10). The same opt-out variable leaves them alone.
 """
 
 from __future__ import annotations
