@@ -1,7 +1,10 @@
-"""How a process runs XLA:CPU steps: on the calling thread, from a heap that keeps what a step frees.
+"""How a process runs XLA:CPU steps: on the calling thread, from a heap that keeps what a step frees, with XLA's
+worker threads one per core.
 
     from attention_jax import cpu_runtime
     cpu_runtime.configure()   # before the first JAX computation; every `python -m experiments.*` process does it
+    ...                       # jax.distributed.initialize(...), if the run has several processes
+    cpu_runtime.place_worker_threads()   # once JAX may start (experiments.start_jax does both)
 
 Why. XLA:CPU gives every execution of a compiled function one temporary buffer for all its intermediates (78 MB
 for the training step of `benchmarks.throughput`), allocated when the execution starts and freed when it ends.
@@ -32,9 +35,10 @@ evaluation or checkpointing between training steps) Linux wakes them onto the sa
 ends before the scheduler moves one away: the throughput model's greedy decoding of a batch took 66.2 ms after
 0.5 s of idleness against 44.5 ms back to back, about its single-threaded time, with ~100 involuntary context
 switches instead of ~1. `place_worker_threads()`, called by the entry points once JAX has started (after
-`jax.distributed.initialize`), pins each worker to its own core of the process's CPU set: 42.4 ms after idleness,
-and beam-4 decoding 163.6 -> 151.2 ms; back-to-back decoding and the training step are unchanged (BENCHMARKS.md
-section 2, change 10). The same opt-out variable leaves them alone.
+`jax.distributed.initialize`), pins each worker to its own core of the process's CPU set: the first batch after
+idleness then decodes as fast as the next (42.4 vs 41.5 ms, beam 4 151.2 vs 143.4 ms, where it was 163.6 vs
+143.5), and the training step is unchanged (BENCHMARKS.md section 2, change 10). The same opt-out variable leaves
+them alone.
 """
 
 from __future__ import annotations
