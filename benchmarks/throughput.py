@@ -62,9 +62,9 @@ PAUSE_S = 0.5
 DECODE_MODES = ('greedy', 'beam')
 PROTOCOL = '@@'   # prefix of the worker's protocol lines (libraries may print to stdout too)
 # --cpu_runtime: 'library': attention_jax's worker calls cpu_runtime.configure() first and places XLA's worker
-# threads once JAX has started, as every `python -m experiments.*` process does, and the peers run on their defaults; 'all': the peers get the same
-# glibc malloc settings too (from the environment; JAX's dispatch setting has no peer equivalent); 'default':
-# nobody changes anything.
+# threads once JAX has started, as every `python -m experiments.*` process does, and the peers run on their
+# defaults; 'all': the peers get the same glibc malloc settings too (from the environment; JAX's dispatch setting
+# and thread placement have no peer equivalent); 'default': nobody changes anything.
 CPU_RUNTIME = ('library', 'all', 'default')
 
 
@@ -288,12 +288,13 @@ def main(argv=None) -> dict:
   parser.add_argument('--warmup', type=int, default=3, help='untimed steps after the first (compiling) one')
   parser.add_argument('--baseline_tree', default=None,
                       help='a checkout of another commit (e.g. `git worktree add ../before <commit>`): its '
-                           'attention_jax trains alongside as attention_jax_baseline (training steps only)')
+                           'attention_jax trains and decodes alongside as attention_jax_baseline')
   parser.add_argument('--decode_rounds', type=int, default=None,
                       help='interleaved rounds of greedy and beam-4 decoding (2 batches each; 0: none)')
   parser.add_argument('--cpu_runtime', default='library', choices=CPU_RUNTIME,
-                      help="'library': attention_jax's worker calls cpu_runtime.configure() (as experiments/ "
-                           "does); 'all': the peers also get its glibc malloc settings; 'default': none")
+                      help="'library': attention_jax's worker calls cpu_runtime.configure() and "
+                           "place_worker_threads() (as experiments/ does); 'all': the peers also get its glibc "
+                           "malloc settings; 'default': none")
   parser.add_argument('--worker', default=None, help=argparse_hidden())
   parser.add_argument('--configure_cpu_runtime', type=int, default=1, help=argparse_hidden())
   args = parser.parse_args(argv)

@@ -1,6 +1,7 @@
 """cpu_runtime.configure: a jitted function whose temporary buffer is above glibc's 64 MiB thread-heap limit runs
 without page faults once configured; on JAX's and glibc's defaults every call faults the whole buffer in again."""
 
+import json
 import os
 import platform
 import subprocess
@@ -35,12 +36,18 @@ print(status.replace(' ', '_'), int(jax.config.read('jax_cpu_enable_async_dispat
 '''
 
 
-def _probe(configure: bool, **environment) -> tuple[str, bool, int, list[int]]:
-  """(configure's status, async dispatch on?, temporary bytes, minor page faults of each call)."""
+def _run_fresh(script: str, argument: str, **environment) -> str:
+  """The stdout of `script` run with `argument` in a fresh Python process (the opt-out variable unset unless
+  given)."""
   env = {k: v for k, v in os.environ.items() if k != cpu_runtime.OPT_OUT_VARIABLE}
   env.update(PYTHONPATH=ROOT, **environment)
-  out = subprocess.run([sys.executable, '-c', PROBE, str(int(configure))], capture_output=True, text=True, env=env,
-                       cwd=ROOT, check=True, timeout=300).stdout.split()
+  return subprocess.run([sys.executable, '-c', script, argument], capture_output=True, text=True, env=env, cwd=ROOT,
+                        check=True, timeout=300).stdout
+
+
+def _probe(configure: bool, **environment) -> tuple[str, bool, int, list[int]]:
+  """(configure's status, async dispatch on?, temporary bytes, minor page faults of each call)."""
+  out = _run_fresh(PROBE, str(int(configure)), **environment).split()
   return out[0], out[1] == '1', int(out[2]), [int(n) for n in out[3:]]
 
 
@@ -94,17 +101,13 @@ workers = cpu_runtime.worker_threads()
 before = [sorted(os.sched_getaffinity(t)) for t in workers]
 status = cpu_runtime.place_worker_threads()
 print(json.dumps({'status': status, 'before': before, 'after': [sorted(os.sched_getaffinity(t)) for t in workers],
-                  'main': sorted(os.sched_getaffinity(0)), 'process': sorted(os.sched_getaffinity(os.getpid()))}))
+                  'main': sorted(os.sched_getaffinity(0))}))
 '''
 LINUX_AFFINITY = platform.system() == 'Linux' and hasattr(os, 'sched_setaffinity')
 
 
 def _placement(cpus: str = '', **environment) -> dict:
-  env = {k: v for k, v in os.environ.items() if k != cpu_runtime.OPT_OUT_VARIABLE}
-  env.update(PYTHONPATH=ROOT, **environment)
-  out = subprocess.run([sys.executable, '-c', PLACEMENT_PROBE, cpus], capture_output=True, text=True, env=env,
-                       cwd=ROOT, check=True, timeout=300).stdout
-  return __import__('json').loads(out.strip().splitlines()[-1])
+  return json.loads(_run_fresh(PLACEMENT_PROBE, cpus, **environment).strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(not LINUX_AFFINITY or len(os.sched_getaffinity(0)) < 2, reason='Linux with 2+ CPUs only')
