@@ -7,7 +7,8 @@ concurrency-optimised scheduler make the recurrences' matmuls faster than one co
 Table 1: T = 30 steps of h <- tanh(tanh(h W1) W2) with h [64, 256], W1 [256, N], W2 [N, 256] (N = 768, a GRU's
 fused gates; N = 4000, a vocabulary projection), either one jitted `fori_loop` or T calls of a jitted step from
 Python (how PyTorch runs a decoder). Table 2: a GRU-style scan over T = 30 steps, batch 64, H = 256, as one scan,
-as two independent half-batch scans in one program, and vmapped over two halves. Each table is measured in a
+as the same scan with each step's inputs read one step ahead (`recurrence.prefetching_scan`), as two independent
+half-batch scans in one program, and vmapped over two halves. Each table is measured in a
 fresh process with and without `--xla_cpu_enable_concurrency_optimized_scheduler=true` (the scheduler that may
 run independent work side by side).
 """
@@ -31,6 +32,8 @@ def measure(repeats: int) -> list[dict]:
   """Both tables' rows in this process (its XLA_FLAGS as set by the caller)."""
   import jax
   import jax.numpy as jnp
+
+  from attention_jax.models.recurrence import prefetching_scan
 
   rng = np.random.default_rng(0)
   rows = []
@@ -65,9 +68,13 @@ def measure(repeats: int) -> list[dict]:
   def scan(x):            # x [T, B', 3H] -> h [T, B', H]
     return jax.lax.scan(cell, jnp.zeros((x.shape[1], HIDDEN), jnp.float32), x)[1]
 
+  def scan_read_ahead(x):  # the same scan, each step's x_t read one step ahead (change 9 of BENCHMARKS section 2)
+    return prefetching_scan(cell, jnp.zeros((x.shape[1], HIDDEN), jnp.float32), x)[1]
+
   half = BATCH // 2
   calls = {
       'one scan, batch 64': jax.jit(scan),
+      'one scan, batch 64, inputs read one step ahead': jax.jit(scan_read_ahead),
       'two independent scans of 32': jax.jit(lambda x: jnp.concatenate([scan(x[:, :half]), scan(x[:, half:])], 1)),
       'vmap over two halves of 32': jax.jit(lambda x: jax.vmap(scan, in_axes=1, out_axes=1)(
           x.reshape(STEPS, 2, half, 3 * HIDDEN)).reshape(STEPS, BATCH, HIDDEN)),

@@ -71,10 +71,11 @@ def test_throughput_drives_training_decoding_and_a_baseline_checkout(tmp_path):
 
 
 def test_loop_matmuls_rows_cover_both_tables_and_the_split_scans_agree():
-  """measure() itself checks that the split and vmapped scans equal the single scan (assert_allclose inside)."""
+  """measure() itself checks that the read-ahead, split and vmapped scans equal the single scan (assert_allclose
+  inside)."""
   from benchmarks import loop_matmuls
   rows = loop_matmuls.measure(repeats=1)
   cases = {(row['table'], row['case']) for row in rows}
-  assert len(rows) == len(cases) == 2 * len(loop_matmuls.WIDTHS) + 3
+  assert len(rows) == len(cases) == 2 * len(loop_matmuls.WIDTHS) + 4
   assert {table for table, _ in cases} == {'matmuls', 'scans'}
   assert all(row['median_ms'] > 0 and row['gflop_per_s'] > 0 for row in rows)
