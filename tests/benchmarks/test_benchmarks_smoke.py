@@ -79,3 +79,94 @@ def test_loop_matmuls_rows_cover_both_tables_and_the_split_scans_agree():
   assert len(rows) == len(cases) == 2 * len(loop_matmuls.WIDTHS) + 4
   assert {table for table, _ in cases} == {'matmuls', 'scans'}
   assert all(row['median_ms'] > 0 and row['gflop_per_s'] > 0 for row in rows)
+
+
+def test_step_profile_classifies_op_names_into_parts_and_directions():
+  from benchmarks.step_profile import classify
+  cases = {
+      'jit(train_step)/jvp(Seq2Seq)/Seq2Seq.encode/source_encoder/while/body/closed_call/dot_general':
+          ('encoder', 'forward'),
+      'jit(train_step)/transpose(jvp(Seq2Seq))/Seq2Seq.encode/cell.prepare_memory/dot_general':
+          ('encoder', 'backward'),
+      'jit(train_step)/transpose(jvp(Seq2Seq))/cell.teacher_forced/while/body/closed_call/cell.step/add_any':
+          ('decoder scan', 'backward'),
+      'jit(train_step)/jvp(Seq2Seq)/cell.teacher_forced/cell.readout_logits/readout/dot_general':
+          ('output layer', 'forward'),
+      'jit(train_step)/jvp(Seq2Seq)/cell.teacher_forced/dot_general': ('rest of the model', 'forward'),
+      'jit(train_step)/transpose(jvp(jit(take_along_axis)))/scatter-add': ('loss and metrics', 'backward'),
+      'jit(train_step)/jvp()/reduce_max': ('loss and metrics', 'forward'),
+      'jit(train_step)/jit(_where)/select_n': ('optimizer and guard', '-'),
+      '': ('optimizer and guard', '-'),
+  }
+  for op_name, want in cases.items():
+    assert classify(op_name) == want, op_name
+
+
+STEP_PROFILE_HLO = '''HloModule jit_train_step
+
+%body.1 (arg: (s32[], f32[4,8])) -> (s32[], f32[4,8]) {
+  %arg = (s32[], f32[4,8]{1,0}) parameter(0)
+  %gte.1 = f32[4,8]{1,0} get-tuple-element(%arg), index=1
+  %dot.5 = f32[4,8]{1,0} dot(%gte.1, %gte.1), lhs_contracting_dims={1}, rhs_contracting_dims={0}, \
+metadata={op_name="jit(train_step)/jvp(Seq2Seq)/cell.teacher_forced/while/body/dot_general"}
+  %copy.2 = f32[4,8]{1,0} copy(%dot.5)
+  %copy.3 = s32[] copy(%gte.0)
+  ROOT %tuple.1 = (s32[], f32[4,8]{1,0}) tuple(%copy.3, %copy.2)
+}
+
+ENTRY %main.9 (p: f32[4,8]) -> f32[4,8] {
+  %p = f32[4,8]{1,0} parameter(0)
+  %copy.7 = f32[4,8]{1,0} copy(%p)
+  %tuple.2 = (s32[], f32[4,8]{1,0}) tuple(%c, %copy.7)
+  %while.3 = (s32[], f32[4,8]{1,0}) while(%tuple.2), condition=%cond.1, body=%body.1, \
+metadata={op_name="jit(train_step)/transpose(jvp(Seq2Seq))/cell.teacher_forced/while"}
+  ROOT %fusion.4 = f32[4,8]{1,0} fusion(%while.3), kind=kLoop, calls=%fused.1, \
+metadata={op_name="jit(train_step)/jit(_where)/select_n"}
+}
+'''.replace('\\\n', '')
+
+
+def test_step_profile_instruction_table_parses_tuple_shapes_and_inherits_op_names():
+  from benchmarks.step_profile import instruction_table
+  table = instruction_table(STEP_PROFILE_HLO)
+  assert table['while.3']['opcode'] == 'while' and table['while.3']['shape'] == '(s32[], f32[4,8]{1,0})'
+  assert table['dot.5']['opcode'] == 'dot' and table['dot.5']['shape'] == 'f32[4,8]{1,0}'
+  assert table['copy.2']['op_name'] == table['dot.5']['op_name']                  # from its operand
+  assert table['copy.3']['op_name'].endswith('cell.teacher_forced/while')          # from the loop that runs it
+  assert table['copy.7']['op_name'].endswith('cell.teacher_forced/while')          # from its user, via the tuple
+  assert table['fusion.4']['op_name'] == 'jit(train_step)/jit(_where)/select_n'    # its own
+
+
+def test_step_profile_attributes_summed_and_busy_time_per_step():
+  from benchmarks.step_profile import STEP_ANNOTATION, attribute, instruction_table
+  table = instruction_table(STEP_PROFILE_HLO)
+  event = lambda name, ts, dur, tid=1: {'ph': 'X', 'name': name, 'ts': ts, 'dur': dur, 'tid': tid}
+  events = [event(STEP_ANNOTATION, 0, 100), event(STEP_ANNOTATION, 1000, 100),
+            # step 1: two overlapping decoder-scan thunks (summed 30 us, busy 20 us), the loop itself (not
+            # counted: it only runs its body), the optimizer's fusion
+            event('dot.5', 10, 20), event('copy.2', 15, 10, tid=2), event('while.3', 5, 40), event('fusion.4', 50, 8),
+            # step 2: one decoder-scan thunk; an unknown event and one between the steps are ignored
+            event('dot.5', 1010, 40), event('ThreadpoolListener::Record', 1010, 5), event('dot.5', 500, 99)]
+  result = attribute(events, table)
+  rows = {(r['part'], r['direction']): r for r in result['rows']}
+  assert set(rows) == {('decoder scan', 'forward'), ('optimizer and guard', '-')}
+  assert np.isclose(rows['decoder scan', 'forward']['summed_ms'], (30 + 40) / 2 / 1e3)
+  assert np.isclose(rows['decoder scan', 'forward']['busy_ms'], (20 + 40) / 2 / 1e3)
+  assert np.isclose(rows['optimizer and guard', '-']['summed_ms'], 8 / 2 / 1e3)
+  assert result['steps'] == 2 and np.isclose(result['step_ms'], 0.1)
+  assert np.isclose(result['any_thunk_busy_ms'], (28 + 40) / 2 / 1e3)
+  assert result['instructions']['dot.5']['calls_per_step'] == 1.0
+
+
+def test_step_profile_traces_a_real_step_and_finds_every_part():
+  from benchmarks import step_profile
+  result = step_profile.profile(step_profile.QUICK_SPEC, steps=2, warmup=1)
+  rows = {(r['part'], r['direction']): r for r in result['rows']}
+  for part in ('encoder', 'decoder scan', 'output layer'):
+    for direction in ('forward', 'backward'):
+      assert rows[part, direction]['summed_ms'] > 0, (part, direction)
+  assert rows['optimizer and guard', '-']['summed_ms'] > 0
+  assert all(0 < r['busy_ms'] <= r['summed_ms'] + 1e-9 for r in result['rows'])
+  assert 0 < result['any_thunk_busy_ms'] <= result['step_ms']
+  loops = [i for i in result['instructions'].values() if i['part'].startswith('decoder scan')]
+  assert max(i['calls_per_step'] for i in loops) == step_profile.QUICK_SPEC['target_length']
