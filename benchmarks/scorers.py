@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -25,6 +24,7 @@ import numpy as np
 from attention_jax import attention
 from attention_jax import memory_efficient
 from attention_jax import scoring
+from benchmarks import harness
 
 
 def median_seconds(fn, args, repeats: int) -> float:
@@ -110,6 +110,7 @@ def main():
   parser.add_argument('--repeats', type=int, default=None)
   parser.add_argument('--output', '--out', dest='output', default=os.path.join(os.path.dirname(__file__), 'results', 'scorers.json'))
   args = parser.parse_args()
+  load_before = harness.load_average()
   repeats = args.repeats or (3 if args.quick else 9)
   sizes = [(8, 8, 16, 32, 32)] if args.quick else [(32, 20, 20, 128, 128), (32, 20, 100, 128, 128),
                                                    (16, 50, 400, 128, 128)]
@@ -143,12 +144,13 @@ def main():
     label = f'B={r["B"]} T={r["T"]} S={r["S"]} H={r["H"]}'
     print(f'{label:<28}{r["reference_fwd_bwd_ms"]:>9.1f}{r["chunked_fwd_bwd_ms"]:>12.1f}'
           f'{r["reference_fwd_bwd_MiB"]:>10.1f}{r["chunked_fwd_bwd_MiB"]:>13.1f}')
-  machine = {'platform': platform.platform(), 'processor': platform.processor(), 'cpus': os.cpu_count(),
-             'jax': jax.__version__, 'device': str(jax.devices()[0]), 'repeats': repeats}
-  print(f'\n{machine}\nrerun: python -m benchmarks.scorers{" --quick" if args.quick else ""}')
+  machine = {**harness.machine_info(), 'load_average': load_before, 'device': str(jax.devices()[0]),
+             'repeats': repeats}
+  print(f'\n{machine}\nrerun: {harness.rerun_command("benchmarks.scorers")}')
   os.makedirs(os.path.dirname(args.output), exist_ok=True)
   with open(args.output, 'w') as f:
-    json.dump({'machine': machine, 'scorers': rows, 'multi_head': mha, 'memory_lean': lean}, f, indent=1)
+    json.dump({'machine': machine, 'scorers': rows, 'multi_head': mha, 'memory_lean': lean,
+               'command': harness.rerun_command('benchmarks.scorers')}, f, indent=1, default=str)
 
 
 if __name__ == '__main__':
