@@ -307,12 +307,8 @@ def main(argv=None) -> dict:
                                  ['sgemm', 'case', 'matmul', 'median_ms', 'gflop_per_s']))
   settings = {'threads': args.threads, 'rounds': rounds,
               **{k: os.environ[k] for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'OMP_NUM_THREADS') if k in os.environ}}
-  payload = {'machine': {**harness.machine_info(('torch',)), 'load_average': load_before}, 'settings': settings,
-             'rows': rows,
-             'command': harness.rerun_command(MODULE)}
-  harness.write_json(args.out, payload)
-  print(f'rerun: {harness.rerun_command(MODULE)}')
-  return payload
+  return harness.write_results(MODULE, args.out, load_before, {'settings': settings, 'rows': rows},
+                               extra_packages=('torch',))
 
 
 if __name__ == '__main__':

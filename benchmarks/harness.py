@@ -147,6 +147,17 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
   print(f'\nwrote {path}')
 
 
+def write_results(module: str, path: str, load_before: tuple[float, float, float] | None, payload: dict[str, Any],
+                  extra_packages: Sequence[str] = ()) -> dict[str, Any]:
+  """Writes {'machine' (with the load average from before the run), **payload, 'command'} as JSON to `path`, prints
+  the command that reruns `python -m module`, and returns what it wrote."""
+  payload = {'machine': {**machine_info(extra_packages), 'load_average': load_before}, **payload,
+             'command': rerun_command(module)}
+  write_json(path, payload)
+  print(f'rerun: {rerun_command(module)}')
+  return payload
+
+
 def compile_with_memory(fn: Callable, *args) -> tuple[Callable, dict[str, Any]]:
   """(compiled executable, its memory plan + compile seconds) for `jax.jit(fn)` at these arguments.
 

@@ -112,11 +112,7 @@ def main(argv=None) -> dict:
     print(f'\n{table} (median of {repeats}, interleaved)\n')
     print(harness.markdown_table([r for r in rows if r['table'] == table],
                                  ['scheduler', 'case', 'median_ms', 'gflop_per_s']))
-  payload = {'machine': {**harness.machine_info(), 'load_average': load_before}, 'rows': rows,
-             'command': harness.rerun_command(MODULE)}
-  harness.write_json(args.out, payload)
-  print(f'rerun: {harness.rerun_command(MODULE)}')
-  return payload
+  return harness.write_results(MODULE, args.out, load_before, {'rows': rows})
 
 
 if __name__ == '__main__':

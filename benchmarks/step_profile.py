@@ -257,12 +257,8 @@ def main(argv=None) -> dict:
     print(f"\neach part's {args.top} costliest thunks\n")
     print(harness.markdown_table(top, ['part', 'instruction', 'ms_per_step', 'calls_per_step', 'us_per_call',
                                        'shape', 'op_name']))
-  payload = {'machine': {**harness.machine_info(), 'load_average': load_before}, 'spec': spec,
-             **{k: v for k, v in result.items() if k != 'instructions'}, 'top': top,
-             'command': harness.rerun_command(MODULE)}
-  harness.write_json(args.out, payload)
-  print(f'rerun: {harness.rerun_command(MODULE)}')
-  return payload
+  return harness.write_results(MODULE, args.out, load_before, {
+      'spec': spec, **{k: v for k, v in result.items() if k != 'instructions'}, 'top': top})
 
 
 if __name__ == '__main__':
