@@ -31,6 +31,7 @@ def train_defaults() -> ml_collections.ConfigDict:
   train.eval_every = 500
   train.checkpoint_every = 500
   train.keep_checkpoints = 3
+  train.prefetch_batches = 2      # batches the host builds ahead on a thread while the step computes; 0: none
   train.init_from = ''            # a run's workdir: a fresh run starts from its best checkpoint's parameters
                                   # wherever the models share them (optimiser and step start anew)
   return train
@@ -72,7 +73,7 @@ def validate_training_config(config) -> None:
   check_integer_fields(config, (
       ('train', 'batch_size', 1), ('train', 'num_steps', 1), ('train', 'log_every', 1), ('train', 'eval_every', 1),
       ('train', 'checkpoint_every', 1), ('train', 'keep_checkpoints', 1), ('train', 'warmup_steps', 0),
-      ('eval', 'batch_size', 1)))
+      ('train', 'prefetch_batches', 0), ('eval', 'batch_size', 1)))
   if not 0.0 <= train.label_smoothing < 1.0:
     raise ValueError(f'config.train.label_smoothing={train.label_smoothing} must be in [0, 1).')
   if not train.learning_rate > 0.0:

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from attention_jax.data.prefetch import BackgroundBatches
 from attention_jax.training import checkpointing
 from attention_jax.training import steps
 from attention_jax.training.checkpointing import Checkpoints, abstract_like
@@ -102,7 +103,8 @@ def train(state: steps.TrainState, runner, batches, train_config, workdir: str, 
     state: the initial state, already placed by `runner.put_state`.
     runner: a parallel.Runner holding the compiled step.
     batches: a checkpointable iterator of this process's numpy batches (get_state / set_state).
-    train_config: config.train (num_steps, log_every, eval_every, checkpoint_every, keep_checkpoints).
+    train_config: config.train (num_steps, log_every, eval_every, checkpoint_every, keep_checkpoints;
+      prefetch_batches, default 0: that many batches built ahead on a thread, `data.prefetch.BackgroundBatches`).
     summarize: host metric sums -> the scalars logged for training (e.g. loss, perplexity).
     throughput: (metric-sum key, logged name): e.g. target tokens -> 'tokens_per_second'.
     evaluate: state (runner placement) -> validation results, every train_config.eval_every steps.
@@ -151,6 +153,9 @@ def train(state: steps.TrainState, runner, batches, train_config, workdir: str, 
 
   compiled_shapes = set()
   steady_units, steady_start, excluded = 0.0, None, 0.0    # excluded: evaluation time, not training throughput
+  prefetch = int(train_config.get('prefetch_batches', 0))
+  if prefetch:     # the next batches are built while the step computes; get_state() stays where training is
+    batches = BackgroundBatches(batches, prefetch)
   try:
     while step < num_steps:
       batch = next(batches)
@@ -203,6 +208,8 @@ def train(state: steps.TrainState, runner, batches, train_config, workdir: str, 
     run.state, run.step = state, step
     return run
   finally:
+    if prefetch:
+      batches.close()
     progress.close()
     writer.close()
     checkpoints.wait()
