@@ -1,11 +1,13 @@
 """Smoke tests of the benchmark package: helpers, batch format, and that the prototypes compute the library's
 functions (no timings are asserted; speed lives in `python -m benchmarks.*`)."""
 
+import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from attention_jax import attention
 from benchmarks import fast_paths
@@ -170,3 +172,19 @@ def test_step_profile_traces_a_real_step_and_finds_every_part():
   assert 0 < result['any_thunk_busy_ms'] <= result['step_ms']
   loops = [i for i in result['instructions'].values() if i['part'].startswith('decoder scan')]
   assert max(i['calls_per_step'] for i in loops) == step_profile.QUICK_SPEC['target_length']
+
+
+def test_loop_prefetch_reads_the_logged_rates_and_leaves_out_the_first_interval(tmp_path):
+  from benchmarks import loop_prefetch
+  lines = [{'step': 100, 'split': 'train', 'steps_per_second': 4.0},
+           {'step': 50, 'split': 'train', 'steps_per_second': 1.0},          # compilation: left out
+           {'step': 100, 'split': 'validation', 'loss': 1.0},
+           {'step': 130, 'split': 'train', 'steps_per_second': 2.0}]
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('\n'.join(json.dumps(line) for line in lines) + '\n')
+  rates = loop_prefetch.interval_rates(str(path))
+  assert rates == [(50, 1.0), (100, 4.0), (130, 2.0)]
+  steps, seconds = loop_prefetch.timed_seconds(rates)
+  assert steps == 80 and np.isclose(seconds, 50 / 4.0 + 30 / 2.0)
+  with pytest.raises(ValueError, match='fewer than two'):
+    loop_prefetch.timed_seconds(rates[:1])
