@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 from benchmarks import harness
 
@@ -52,8 +53,6 @@ def timed_seconds(rates: list[tuple[int, float]]) -> tuple[int, float]:
 def host_batch_ms(config_path: str, count: int = 60) -> float | None:
   """Median time of `next()` on a translation config's training iterator (after 5 warm-up batches), in this
   process: what a loop without prefetching pays per step. None for other tasks."""
-  import time
-
   config = harness.load_config(config_path)
   if config.get('experiment', 'translation') != 'translation':
     return None
@@ -108,9 +107,10 @@ def main(argv=None) -> dict:
         print(f'  round {round_index}, prefetch_batches={depth}: {steps / seconds:.3f} steps/s', flush=True)
   summary = []
   for depth in depths:
-    mine = [r['seconds'] for r in rows if r['prefetch_batches'] == depth]
-    summary.append({'prefetch_batches': depth, 'median_seconds': statistics.median(mine),
-                    'steps_per_second': rows[0]['timed_steps'] / statistics.median(mine)})
+    mine = [r for r in rows if r['prefetch_batches'] == depth]
+    seconds = statistics.median(r['seconds'] for r in mine)
+    summary.append({'prefetch_batches': depth, 'median_seconds': seconds,
+                    'steps_per_second': mine[0]['timed_steps'] / seconds})
   for row in summary:
     row['speedup_vs_last'] = summary[-1]['median_seconds'] / row['median_seconds']
   print(f'\n{args.config}: steps {LOG_EVERY + 1}-{args.steps} of each run, median of {args.rounds} round(s)\n')

@@ -32,7 +32,6 @@ thunk, not what the cores did between thunks (the loops' bookkeeping, spinning p
 from __future__ import annotations
 
 import collections
-import functools
 import glob
 import gzip
 import json
@@ -191,29 +190,20 @@ def attribute(trace_events: list[dict], instructions: dict[str, dict]) -> dict:
 
 
 def profile(spec: dict, steps: int, warmup: int = 5) -> dict:
-  """Traces `steps` training steps of `spec`'s model after `warmup` and attributes their thunks."""
+  """Traces `steps` training steps of `spec`'s model after `warmup` and attributes their thunks. The step is
+  `benchmarks.throughput`'s (its JaxTrainer), compiled once here so that its HLO names the traced thunks."""
   import jax
-  import optax
 
-  from attention_jax.models import build_model
-  from attention_jax.training import steps as train_steps
-
-  model = build_model(throughput.model_config(spec), source_vocab_size=spec['vocab_size'],
-                      target_vocab_size=spec['vocab_size'], max_source_length=spec['source_length'])
+  trainer = throughput.JaxTrainer(spec, threads=0)
   batch = throughput.make_batches(spec, 1)[0]
-  state = train_steps.create_train_state(model, optax.adam(spec['learning_rate']), 0, batch['source'],
-                                         batch['target_in'])
-  step = jax.jit(functools.partial(train_steps.train_step, loss_fn=throughput.sequence_loss_fn(model)))
-  instructions = instruction_table(step.lower(state, batch).compile().as_text())
-  for _ in range(warmup):
-    state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
+  trainer._step = trainer._step.lower(trainer.state, batch).compile()
+  instructions = instruction_table(trainer._step.as_text())
+  trainer.timed_steps([batch] * warmup)
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir):
       for _ in range(steps):
         with jax.profiler.TraceAnnotation(STEP_ANNOTATION):
-          state, metrics = step(state, batch)
-          jax.block_until_ready(metrics)
+          trainer.step(batch)                          # returns the loss as a float: synchronises
     [path] = glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True)
     with gzip.open(path) as f:
       events = json.load(f)['traceEvents']

@@ -91,7 +91,7 @@ def model_config(spec: dict) -> dict:
           'hidden_dim': spec['hidden_dim'], 'dropout_rate': 0.0}
 
 
-def sequence_loss_fn(model):
+def _sequence_loss(model):
   """`tasks.translation.sequence_loss` bound to `model`, or, where the data stack (grain, tfds) that module needs
   is not installed (a bare accelerator image with jax, flax and optax), the same sum of
   `training.sequence_losses.token_losses` over the non-PAD targets with its metric sums."""
@@ -136,7 +136,7 @@ class JaxTrainer:
     self.state = steps.create_train_state(model, optax.adam(spec['learning_rate']), 0, example['source'],
                                           example['target_in'])
     self.num_params = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
-    train_step = functools.partial(steps.train_step, loss_fn=sequence_loss_fn(model))
+    train_step = functools.partial(steps.train_step, loss_fn=_sequence_loss(model))
     self._step = jax.jit(train_step, donate_argnums=0)
     from attention_jax import decoding
     self.model, self.decoding = model, decoding
