@@ -88,7 +88,12 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
   if args.quick:
     args.config, args.steps, args.rounds = 'configs/default.py', 2 * LOG_EVERY + 10, 1
-  depths = [int(d) for d in args.depths.split(',')]
+  try:
+    depths = [int(d) for d in args.depths.split(',')]
+  except ValueError:
+    depths = []
+  if not depths or min(depths) < 0:
+    raise SystemExit(f'--depths must be integers >= 0 separated by commas (e.g. 2,0), got {args.depths!r}')
   if args.steps < 2 * LOG_EVERY:
     raise SystemExit(f'--steps must be at least {2 * LOG_EVERY} (two logged intervals), got {args.steps}')
   load_before = harness.load_average()
