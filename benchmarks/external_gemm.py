@@ -204,10 +204,14 @@ def _timed_round(call):
 
 
 def measure(sgemm: str, rounds: int, threads: int) -> list[dict]:
-  """The three tables' rows for one sgemm, in this process."""
+  """The three tables' rows for one sgemm, in this process (set up as experiments/ sets up its processes)."""
+  from attention_jax import cpu_runtime
+  cpu_runtime.configure()
   import jax
   import jax.numpy as jnp
   load(sgemm)
+  jax.block_until_ready(jnp.zeros(()))   # JAX started: its worker threads exist and can be placed
+  cpu_runtime.place_worker_threads()
   if sgemm.startswith('mkl'):
     import torch
     torch.set_num_threads(threads)

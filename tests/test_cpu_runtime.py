@@ -83,8 +83,10 @@ def test_dispatch_is_set_only_before_the_backend_starts(monkeypatch, backend_sta
   monkeypatch.setattr(cpu_runtime, '_glibc', lambda: None)                        # no malloc settings made
   made = []
   monkeypatch.setattr(cpu_runtime.jax.config, 'update', lambda *args: made.append(args))
+  monkeypatch.setenv('XLA_FLAGS', '')          # restored afterwards
   assert cpu_runtime.configure() == status
   assert made == updates
+  assert (os.environ['XLA_FLAGS'] == ' '.join(cpu_runtime.COMPILER_FLAGS)) == (not backend_started)
 
 
 # A fresh process (optionally limited to the CPUs in argv[1] first): XLA:CPU's worker threads and their CPU sets
@@ -127,3 +129,55 @@ def test_placement_leaves_threads_alone_when_opted_out_or_on_one_cpu():
   one = sorted(os.sched_getaffinity(0))[0]
   result = _placement(str(one))
   assert result['status'] == 'nothing: the process may use one CPU' and result['after'] == result['before']
+
+
+@pytest.mark.parametrize('before, after', [
+    (None, '--xla_cpu_copy_insertion_use_region_analysis=true'),
+    ('--xla_dump_to=/tmp/d', '--xla_dump_to=/tmp/d --xla_cpu_copy_insertion_use_region_analysis=true'),
+    ('--xla_cpu_copy_insertion_use_region_analysis=false', '--xla_cpu_copy_insertion_use_region_analysis=false'),
+])
+def test_compiler_flags_are_appended_unless_the_user_set_them(monkeypatch, before, after):
+  monkeypatch.setenv('XLA_FLAGS', before or '')          # restored (or removed again) afterwards
+  if before is None:
+    monkeypatch.delenv('XLA_FLAGS')
+  cpu_runtime._add_compiler_flags()
+  assert os.environ['XLA_FLAGS'] == after
+
+
+# A fresh process, configured (argv[1] == '1') or not: the gradient of a GRU recurrence (the library's custom VJP)
+# and of a plain scan, compiled; prints XLA_FLAGS, the compiled program's copy instructions and the results' bytes.
+COPY_PROBE = r'''
+import hashlib, re, sys
+from attention_jax import cpu_runtime
+if sys.argv[1] == '1':
+  cpu_runtime.configure()
+import jax, jax.numpy as jnp, numpy as np
+from attention_jax.models import recurrence
+T, B, H = 6, 3, 8
+rng = np.random.default_rng(0)
+x_gates = jnp.asarray(rng.normal(size=(T, B, 3 * H)), jnp.float32)
+kernel = jnp.asarray(rng.normal(size=(H, 3 * H)) * 0.3, jnp.float32)
+valid = jnp.asarray(rng.random((T, B)) < 0.8)
+
+def loss(x_gates, kernel):
+  outputs, final = recurrence.recurrence('gru', x_gates, jnp.zeros((B, H)), kernel, jnp.zeros(3 * H), valid)
+  ys = jax.lax.scan(lambda h, x: (jnp.tanh(h @ kernel[:, :H] + x[:, :H]), h), final, x_gates)[1]
+  return jnp.sum(outputs ** 2) + jnp.sum(jnp.sin(ys))
+
+compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(x_gates, kernel).compile()
+results = jax.tree.leaves(compiled(x_gates, kernel))
+digest = hashlib.sha256(b''.join(np.asarray(r).tobytes() for r in results)).hexdigest()
+flags = __import__('os').environ.get('XLA_FLAGS', '').replace(' ', ',') or '-'
+print(len(re.findall(r'= \S+ copy\(', compiled.as_text())), digest, flags)
+'''
+
+
+def test_configured_compiles_loops_with_fewer_copies_and_the_same_results():
+  default_copies, default_digest, default_flags = _run_fresh(COPY_PROBE, '0').split()
+  copies, digest, flags = _run_fresh(COPY_PROBE, '1').split()
+  flag = 'xla_cpu_copy_insertion_use_region_analysis'
+  assert flag not in default_flags and f'{flag}=true' in flags
+  assert int(copies) < int(default_copies)       # the loops' carries are no longer copied every step
+  assert digest == default_digest                # bit for bit: only copies were removed
+  opted_out = _run_fresh(COPY_PROBE, '1', **{cpu_runtime.OPT_OUT_VARIABLE: '1'}).split()
+  assert opted_out == [default_copies, default_digest, default_flags]
