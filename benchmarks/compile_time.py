@@ -50,8 +50,11 @@ def _setup(model_name: str):
 
 
 def measure_once(model_name: str) -> dict:
-  """Run in a fresh process: trace+lower, compile, first and second step times (seconds)."""
+  """Run in a fresh process set up as experiments/ sets up its processes (`cpu_runtime.configure()`, which also
+  chooses XLA compiler flags): trace+lower, compile, first and second step times (seconds)."""
   import functools
+  from attention_jax import cpu_runtime
+  cpu_runtime.configure()
   import jax
   from attention_jax.tasks import translation
   from attention_jax.training import steps
