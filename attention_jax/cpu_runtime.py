@@ -28,7 +28,8 @@ contend for its lock: a 141 vs 121-126 ms step, and decoding 4-13% slower than w
 Copies. XLA's copy insertion makes each while loop (every `lax.scan`: the recurrences, forward and backward)
 copy carried buffers that it cannot prove unaliased, every iteration. With
 `--xla_cpu_copy_insertion_use_region_analysis=true`, which configure() appends to XLA_FLAGS unless XLA_FLAGS
-already sets it, XLA analyses the loop body region by region and drops most of them: the throughput model's
+already sets it (and only with a jaxlib known to accept it, COMPILER_FLAGS_JAXLIB: XLA aborts the process on an
+unknown flag; extend the range once `tests/test_cpu_runtime.py` passes on a newer jaxlib), XLA analyses the loop body region by region and drops most of them: the throughput model's
 training step compiles with 50 instead of 136 copy instructions, computes the same numbers bit for bit, and runs
 1.08x faster (120.7 -> 111.4 ms side by side, BENCHMARKS.md section 2, change 11).
 
@@ -53,8 +54,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.metadata
 import os
 import platform
+import re
 
 import jax
 
@@ -66,8 +69,10 @@ OPT_OUT_VARIABLE = 'ATTENTION_JAX_DEFAULT_CPU_RUNTIME'
 # The same malloc settings as glibc reads them from the environment at start-up (for processes that cannot call
 # configure() first, e.g. another checkout's benchmark worker).
 MALLOC_ENVIRONMENT = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(KEEP_EVERYTHING)}
-# XLA compiler flags set by configure() (see the module docstring, "Copies").
+# XLA compiler flags set by configure() (see the module docstring, "Copies"), and the jaxlib versions
+# [first, end) known to accept them: XLA aborts the process on a flag in XLA_FLAGS that it does not know.
 COMPILER_FLAGS = ('--xla_cpu_copy_insertion_use_region_analysis=true',)
+COMPILER_FLAGS_JAXLIB = ((0, 10, 2), (0, 11))
 WORKER_THREAD_NAME = 'tf_XLAEigen'     # XLA:CPU's intra-op pool threads, as /proc/self/task/*/comm names them
 
 
@@ -110,9 +115,20 @@ def configure() -> str:
   return 'configured' if libc is not None else 'configured (dispatch only: not glibc)'
 
 
+def _jaxlib_version() -> tuple[int, ...]:
+  version = importlib.metadata.version('jaxlib')
+  return tuple(int(part) for part in re.findall(r'\d+', version.split('+')[0])[:3])
+
+
 def _add_compiler_flags() -> None:
   """Appends COMPILER_FLAGS to XLA_FLAGS (which XLA reads when JAX's backends start), each unless XLA_FLAGS
-  already sets it: the user's value wins."""
+  already sets it (the user's value wins), and only with a jaxlib in COMPILER_FLAGS_JAXLIB."""
+  first, end = COMPILER_FLAGS_JAXLIB
+  try:
+    if not first <= _jaxlib_version() < end:
+      return
+  except (importlib.metadata.PackageNotFoundError, ValueError):
+    return
   flags = os.environ.get('XLA_FLAGS', '')
   present = {flag.split('=', 1)[0] for flag in flags.split()}
   added = [flag for flag in COMPILER_FLAGS if flag.split('=', 1)[0] not in present]

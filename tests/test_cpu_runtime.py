@@ -84,6 +84,7 @@ def test_dispatch_is_set_only_before_the_backend_starts(monkeypatch, backend_sta
   made = []
   monkeypatch.setattr(cpu_runtime.jax.config, 'update', lambda *args: made.append(args))
   monkeypatch.setenv('XLA_FLAGS', '')          # restored afterwards
+  monkeypatch.setattr(cpu_runtime, '_jaxlib_version', lambda: cpu_runtime.COMPILER_FLAGS_JAXLIB[0])
   assert cpu_runtime.configure() == status
   assert made == updates
   assert (os.environ['XLA_FLAGS'] == ' '.join(cpu_runtime.COMPILER_FLAGS)) == (not backend_started)
@@ -140,8 +141,23 @@ def test_compiler_flags_are_appended_unless_the_user_set_them(monkeypatch, befor
   monkeypatch.setenv('XLA_FLAGS', before or '')          # restored (or removed again) afterwards
   if before is None:
     monkeypatch.delenv('XLA_FLAGS')
+  monkeypatch.setattr(cpu_runtime, '_jaxlib_version', lambda: (0, 10, 2))
   cpu_runtime._add_compiler_flags()
   assert os.environ['XLA_FLAGS'] == after
+
+
+@pytest.mark.parametrize('version', [(0, 10, 1), (0, 11, 0), (1, 0, 0)])
+def test_compiler_flags_are_left_out_with_a_jaxlib_not_known_to_accept_them(monkeypatch, version):
+  # XLA aborts the whole process on an XLA_FLAGS entry it does not know, so an unverified jaxlib gets none.
+  monkeypatch.setenv('XLA_FLAGS', '--xla_dump_to=/tmp/d')
+  monkeypatch.setattr(cpu_runtime, '_jaxlib_version', lambda: version)
+  cpu_runtime._add_compiler_flags()
+  assert os.environ['XLA_FLAGS'] == '--xla_dump_to=/tmp/d'
+
+
+def test_this_jaxlib_version_is_read():
+  import jaxlib
+  assert cpu_runtime._jaxlib_version() == tuple(int(p) for p in jaxlib.__version__.split('.')[:3])
 
 
 # A fresh process, configured (argv[1] == '1') or not: the gradient of a GRU recurrence (the library's custom VJP)
@@ -172,6 +188,8 @@ print(len(re.findall(r'= \S+ copy\(', compiled.as_text())), digest, flags)
 '''
 
 
+@pytest.mark.skipif(not cpu_runtime.COMPILER_FLAGS_JAXLIB[0] <= cpu_runtime._jaxlib_version()
+                    < cpu_runtime.COMPILER_FLAGS_JAXLIB[1], reason='a jaxlib not verified with COMPILER_FLAGS')
 def test_configured_compiles_loops_with_fewer_copies_and_the_same_results():
   default_copies, default_digest, default_flags = _run_fresh(COPY_PROBE, '0').split()
   copies, digest, flags = _run_fresh(COPY_PROBE, '1').split()
