@@ -188,3 +188,27 @@ def test_loop_prefetch_reads_the_logged_rates_and_leaves_out_the_first_interval(
   assert steps == 80 and np.isclose(seconds, 50 / 4.0 + 30 / 2.0)
   with pytest.raises(ValueError, match='fewer than two'):
     loop_prefetch.timed_seconds(rates[:1])
+
+
+def test_xla_flags_runs_each_set_in_its_own_process_and_reports_a_rejected_flag(tmp_path):
+  from benchmarks import xla_flags
+  out = tmp_path / 'flags.json'
+  result = xla_flags.main(['--quick', '--flags=--xla_cpu_copy_insertion_use_region_analysis=false',
+                           '--flags=--xla_cpu_no_such_flag=true', '--out', str(out)])
+  rows = {row['xla_flags']: row for row in result['rows']}
+  assert list(rows) == ['(library default)', '--xla_cpu_copy_insertion_use_region_analysis=false',
+                        '--xla_cpu_no_such_flag=true']            # the default is added first, for the ratio
+  default, off, unknown = rows.values()
+  assert default['vs_default'] == 1.0 and default['median_step_ms'] > 0
+  # Each process got its own XLA_FLAGS: the library's compiler flag unless the set overrides it.
+  assert 'region_analysis=true' in result['runs'][''][0]['xla_flags']
+  assert result['runs']['--xla_cpu_copy_insertion_use_region_analysis=false'][0]['xla_flags'].endswith('=false')
+  assert off['copies'] > default['copies']
+  assert unknown['median_step_ms'] is None and 'Unknown flag' in unknown['rejected']
+  assert json.loads(out.read_text())['rows'] == result['rows']
+
+
+def test_xla_flags_refuses_a_count_below_one():
+  from benchmarks import xla_flags
+  with pytest.raises(SystemExit):
+    xla_flags.main(['--steps', '0'])
