@@ -25,18 +25,19 @@ Measured on 2 Sapphire Rapids cores (BENCHMARKS.md section 2, change 6): the thr
 that the worker threads allocate from the main heap too, removes the faults as well but makes the threads
 contend for its lock: a 141 vs 121-126 ms step, and decoding 4-13% slower than with neither.)
 
-Copies. XLA's copy insertion makes each while loop (every `lax.scan`: the recurrences, forward and backward)
-copy carried buffers that it cannot prove unaliased, every iteration. With
-`--xla_cpu_copy_insertion_use_region_analysis=true`, which configure() appends to XLA_FLAGS unless XLA_FLAGS
-already sets it (and only with a jaxlib known to accept it, COMPILER_FLAGS_JAXLIB: XLA aborts the process on an
-unknown flag; extend the range once `tests/test_cpu_runtime.py` passes on a newer jaxlib), XLA analyses the loop body region by region and drops most of them: the throughput model's
-training step compiles with 50 instead of 136 copy instructions, computes the same numbers bit for bit, and runs
-1.08x faster (120.7 -> 111.4 ms side by side, BENCHMARKS.md section 2, change 11).
+Copies. XLA's copy insertion makes each while loop (every `lax.scan`: the recurrences, forward and backward) copy
+carried buffers that it cannot prove unaliased, every iteration. With
+`--xla_cpu_copy_insertion_use_region_analysis=true` XLA analyses the loop body region by region and drops most of
+them: the throughput model's training step compiles with 50 instead of 136 copy instructions, computes the same
+numbers bit for bit, and runs 1.08x faster (120.7 -> 111.4 ms side by side, BENCHMARKS.md section 2, change 11).
+configure() appends it to XLA_FLAGS unless XLA_FLAGS already sets it or names a flags file, and only with a jaxlib
+known to accept it (COMPILER_FLAGS_JAXLIB): XLA aborts the process on a flag it does not know. Extend the range
+once `tests/test_cpu_runtime.py` passes on a newer jaxlib.
 
 When. The dispatch setting and XLA_FLAGS are read when JAX creates its CPU client, at the first computation;
-later calls change nothing there and say so. Only glibc systems (Linux) get the malloc settings; elsewhere only the dispatch
-setting and the compiler flag are made. Setting the environment variable ATTENTION_JAX_DEFAULT_CPU_RUNTIME=1
-leaves all three alone.
+later calls change nothing there and say so. Only glibc systems (Linux) get the malloc settings; elsewhere only
+the dispatch setting and the compiler flag are made. Setting the environment variable
+ATTENTION_JAX_DEFAULT_CPU_RUNTIME=1 leaves all three alone.
 
 Worker threads. XLA:CPU runs the parallel parts of a computation on its own pool of worker threads, one per core
 (Linux names them tf_XLAEigen), which sleep when idle. After an idle spell (a pause between decoding requests,
@@ -122,7 +123,8 @@ def _jaxlib_version() -> tuple[int, ...]:
 
 def _add_compiler_flags() -> None:
   """Appends COMPILER_FLAGS to XLA_FLAGS (which XLA reads when JAX's backends start), each unless XLA_FLAGS
-  already sets it (the user's value wins), and only with a jaxlib in COMPILER_FLAGS_JAXLIB."""
+  already sets it (the user's value wins), only with a jaxlib in COMPILER_FLAGS_JAXLIB, and not when XLA_FLAGS
+  names a flags file (a value not starting with '-')."""
   first, end = COMPILER_FLAGS_JAXLIB
   try:
     if not first <= _jaxlib_version() < end:
@@ -130,6 +132,8 @@ def _add_compiler_flags() -> None:
   except (importlib.metadata.PackageNotFoundError, ValueError):
     return
   flags = os.environ.get('XLA_FLAGS', '')
+  if flags.strip() and not flags.lstrip().startswith('-'):
+    return        # XLA reads the flags from the file this names; appending would corrupt its name
   present = {flag.split('=', 1)[0] for flag in flags.split()}
   added = [flag for flag in COMPILER_FLAGS if flag.split('=', 1)[0] not in present]
   if added:

@@ -4,14 +4,17 @@
     python -m benchmarks.xla_flags --flags='--xla_cpu_enable_fast_math=true' --flags=''   # your own sets
     python -m benchmarks.xla_flags --quick            # a tiny model, two flag sets (smoke test)
 
-Each flag set runs in fresh processes, one per round, the sets alternating within a round. A process is set up as
+Each flag set runs in fresh processes, one per round, each round running every set once (in the given order, and
+in reverse order in every second round, so that a drift of the machine does not favour the sets run first). A
+process gets the set as its whole XLA_FLAGS (the caller's own XLA_FLAGS is not passed on) and is set up as
 experiments/ sets one up (`cpu_runtime.configure()`, then `place_worker_threads()`), so the empty set is the
 library's default, which includes `cpu_runtime.COMPILER_FLAGS` (a set that names one of those flags overrides it:
 `--xla_cpu_copy_insertion_use_region_analysis=false` measures the step without it). The process compiles the
-step of `benchmarks.throughput` (its JaxTrainer), runs 5 steps of warm-up, then times `--steps` steps in groups
-of 5 with 0.3 s of idleness before each group; the row is the median over every round's steps, with the
-compile time of the first step and the number of copy instructions in the compiled step. XLA aborts a process
-whose XLA_FLAGS holds a flag it does not know; such a set is reported as rejected, with the message.
+step of `benchmarks.throughput` (its JaxTrainer) with the compilation cache off, runs 5 steps of warm-up, then
+times `--steps` steps in groups of 5 with 0.3 s of idleness before each group. A row holds the median over every
+round's steps, each round's median, `first_step_s` (lowering, compiling and running the first step) and the
+number of copy instructions in the compiled step. XLA aborts a process whose XLA_FLAGS holds a flag it does not
+know; such a set is reported as rejected, with XLA's message.
 
 Read a difference as real only when it exceeds the spread between rounds (`round_ms`): this machine drifts by
 several percent within minutes.
@@ -51,7 +54,10 @@ def measure(steps: int, quick: bool) -> dict:
   """In a fresh process whose XLA_FLAGS the parent chose: compile and time the throughput model's step."""
   from attention_jax import cpu_runtime
   cpu_runtime.configure()
+  import jax
+
   from benchmarks import step_profile, throughput
+  jax.config.update('jax_enable_compilation_cache', False)
   spec = step_profile.QUICK_SPEC if quick else throughput.SPEC
   trainer = throughput.JaxTrainer(spec, threads=0)
   batches = throughput.make_batches(spec, GROUP + 1, seed=1)
@@ -121,18 +127,21 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
   steps = args.steps if args.steps is not None else (GROUP if args.quick else 30)
   if steps < 1 or (args.rounds is not None and args.rounds < 1):
-    parser.error(f'--steps and --rounds must be at least 1; got {steps} and {args.rounds}')
+    parser.error(f'--steps and --rounds must be at least 1; got --steps {steps} and --rounds {args.rounds}')
   if args.worker:
     harness.print_worker_result(measure(steps, args.quick))
     return {}
   sets = args.flags if args.flags is not None else list(QUICK_SETS if args.quick else DEFAULT_SETS)
-  if '' not in sets:
-    sets = ['', *sets]                 # the default, for the ratio
-  rounds = args.rounds or (1 if args.quick else 2)
+  malformed = [flags for flags in sets if flags.strip() and not flags.lstrip().startswith('--')]
+  if malformed:
+    parser.error(f'each --flags set must be empty or start with "--" (XLA reads a value that does not as the name '
+                 f'of a flags file); got {malformed}')
+  sets = list(dict.fromkeys(['', *sets]))           # the default first, for the ratio; each set once
+  rounds = args.rounds if args.rounds is not None else (1 if args.quick else 2)
   load_before = harness.load_average()
   results: dict[str, list[dict]] = {flags: [] for flags in sets}
   for round_index in range(rounds):
-    for flags in sets:
+    for flags in (sets if round_index % 2 == 0 else sets[::-1]):
       if any('rejected' in run for run in results[flags]):
         continue
       results[flags].append(_run(flags, steps, args.quick))

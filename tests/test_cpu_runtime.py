@@ -37,9 +37,9 @@ print(status.replace(' ', '_'), int(jax.config.read('jax_cpu_enable_async_dispat
 
 
 def _run_fresh(script: str, argument: str, **environment) -> str:
-  """The stdout of `script` run with `argument` in a fresh Python process (the opt-out variable unset unless
-  given)."""
-  env = {k: v for k, v in os.environ.items() if k != cpu_runtime.OPT_OUT_VARIABLE}
+  """The stdout of `script` run with `argument` in a fresh Python process (the opt-out variable and XLA_FLAGS unset
+  unless given: importing `experiments` in this process, as other test modules do, configures it)."""
+  env = {k: v for k, v in os.environ.items() if k not in (cpu_runtime.OPT_OUT_VARIABLE, 'XLA_FLAGS')}
   env.update(PYTHONPATH=ROOT, **environment)
   return subprocess.run([sys.executable, '-c', script, argument], capture_output=True, text=True, env=env, cwd=ROOT,
                         check=True, timeout=300).stdout
@@ -155,9 +155,27 @@ def test_compiler_flags_are_left_out_with_a_jaxlib_not_known_to_accept_them(monk
   assert os.environ['XLA_FLAGS'] == '--xla_dump_to=/tmp/d'
 
 
-def test_this_jaxlib_version_is_read():
-  import jaxlib
-  assert cpu_runtime._jaxlib_version() == tuple(int(p) for p in jaxlib.__version__.split('.')[:3])
+@pytest.mark.parametrize('installed, parsed', [('0.10.2', (0, 10, 2)), ('0.10.2+cuda12', (0, 10, 2)),
+                                               ('0.11.0.dev20260101', (0, 11, 0)), ('0.10.3rc1', (0, 10, 3))])
+def test_the_installed_jaxlib_version_is_read(monkeypatch, installed, parsed):
+  monkeypatch.setattr(cpu_runtime.importlib.metadata, 'version', lambda name: installed)
+  assert cpu_runtime._jaxlib_version() == parsed
+
+
+def test_a_flags_file_in_xla_flags_is_left_alone(monkeypatch):
+  # XLA reads flags from the file a value not starting with '-' names; appending would corrupt the file name.
+  monkeypatch.setenv('XLA_FLAGS', '/tmp/my.flags')
+  monkeypatch.setattr(cpu_runtime, '_jaxlib_version', lambda: cpu_runtime.COMPILER_FLAGS_JAXLIB[0])
+  cpu_runtime._add_compiler_flags()
+  assert os.environ['XLA_FLAGS'] == '/tmp/my.flags'
+
+
+def test_a_second_configure_adds_nothing(monkeypatch):
+  monkeypatch.setenv('XLA_FLAGS', '')
+  monkeypatch.setattr(cpu_runtime, '_jaxlib_version', lambda: cpu_runtime.COMPILER_FLAGS_JAXLIB[0])
+  cpu_runtime._add_compiler_flags()
+  cpu_runtime._add_compiler_flags()
+  assert os.environ['XLA_FLAGS'] == ' '.join(cpu_runtime.COMPILER_FLAGS)
 
 
 # A fresh process, configured (argv[1] == '1') or not: the gradient of a GRU recurrence (the library's custom VJP)
@@ -188,8 +206,11 @@ print(len(re.findall(r'= \S+ copy\(', compiled.as_text())), digest, flags)
 '''
 
 
-@pytest.mark.skipif(not cpu_runtime.COMPILER_FLAGS_JAXLIB[0] <= cpu_runtime._jaxlib_version()
-                    < cpu_runtime.COMPILER_FLAGS_JAXLIB[1], reason='a jaxlib not verified with COMPILER_FLAGS')
+VERIFIED_JAXLIB = cpu_runtime.COMPILER_FLAGS_JAXLIB[0] <= cpu_runtime._jaxlib_version() < \
+    cpu_runtime.COMPILER_FLAGS_JAXLIB[1]
+
+
+@pytest.mark.skipif(not VERIFIED_JAXLIB, reason='a jaxlib not verified with COMPILER_FLAGS')
 def test_configured_compiles_loops_with_fewer_copies_and_the_same_results():
   default_copies, default_digest, default_flags = _run_fresh(COPY_PROBE, '0').split()
   copies, digest, flags = _run_fresh(COPY_PROBE, '1').split()

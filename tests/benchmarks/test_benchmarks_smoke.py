@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from attention_jax import attention
+from attention_jax import cpu_runtime
 from benchmarks import fast_paths
 from benchmarks import harness
 from benchmarks import throughput
@@ -190,6 +191,8 @@ def test_loop_prefetch_reads_the_logged_rates_and_leaves_out_the_first_interval(
     loop_prefetch.timed_seconds(rates[:1])
 
 
+@pytest.mark.skipif(not cpu_runtime.COMPILER_FLAGS_JAXLIB[0] <= cpu_runtime._jaxlib_version()
+                    < cpu_runtime.COMPILER_FLAGS_JAXLIB[1], reason='a jaxlib not verified with cpu_runtime.COMPILER_FLAGS')
 def test_xla_flags_runs_each_set_in_its_own_process_and_reports_a_rejected_flag(tmp_path):
   from benchmarks import xla_flags
   out = tmp_path / 'flags.json'
@@ -208,7 +211,9 @@ def test_xla_flags_runs_each_set_in_its_own_process_and_reports_a_rejected_flag(
   assert json.loads(out.read_text())['rows'] == result['rows']
 
 
-def test_xla_flags_refuses_a_count_below_one():
+@pytest.mark.parametrize('argv', [['--steps', '0'], ['--rounds', '0'], ['--flags=xla_cpu_ftz=true']])
+def test_xla_flags_refuses_bad_arguments_before_running_anything(argv, capsys):
   from benchmarks import xla_flags
   with pytest.raises(SystemExit):
-    xla_flags.main(['--steps', '0'])
+    xla_flags.main(['--quick', *argv])
+  assert 'round 1' not in capsys.readouterr().out
