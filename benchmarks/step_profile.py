@@ -196,8 +196,7 @@ def profile(spec: dict, steps: int, warmup: int = 5) -> dict:
 
   trainer = throughput.JaxTrainer(spec, threads=0)
   batch = throughput.make_batches(spec, 1)[0]
-  trainer._step = trainer._step.lower(trainer.state, batch).compile()
-  instructions = instruction_table(trainer._step.as_text())
+  instructions = instruction_table(trainer.compile(batch).as_text())
   trainer.timed_steps([batch] * warmup)
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir):

@@ -150,6 +150,13 @@ class JaxTrainer:
                                             beam_size=BEAM_SIZE, length_penalty=0.6)
     return np.asarray(tokens)                                   # synchronises
 
+  def compile(self, batch: dict[str, np.ndarray]):
+    """Compiles the step ahead of time for batches shaped like `batch` (what is traced later, e.g. a routed
+    dot_general, no longer changes it), steps with that executable from now on, and returns it (`.as_text()`
+    is its optimised HLO)."""
+    self._step = self._step.lower(self.state, batch).compile()
+    return self._step
+
   def step(self, batch: dict[str, np.ndarray]) -> float:
     self.state, metrics = self._step(self.state, batch)
     return float(metrics['loss_sum'] / metrics['token_count'])   # float() synchronises
