@@ -1,0 +1,339 @@
+"""Restructurings of the training step, each timed against the step as the library builds it, in one process.
+
+    python -m benchmarks.step_variants                    # ~8 min: every variant below, 8 interleaved rounds
+    python -m benchmarks.step_variants --variants chunks_2 no_value_grads_in_scan
+    python -m benchmarks.step_variants --quick            # a tiny model (smoke test)
+
+The step is `benchmarks.throughput`'s (GRU encoder, Bahdanau decoder with additive attention, V = 4000, batch 64 of
+20 -> 20 tokens, Adam; its JaxTrainer) in a process set up as experiments/ sets one up. A variant replaces one
+method of the library while its trainer is built and compiled ahead of time (so that the compiled step keeps it
+and the library is restored at once); the unmodified step is compiled beside it, and the two are timed in
+alternating groups of 5 steps after 0.3 s of idleness each (the order reversed every round).
+
+Three kinds of variant:
+- `same`: the same function written differently. The first step's loss must be equal and the gradient of the loss
+  equal to float32 rounding (`max_grad_diff`: the largest difference over all parameters, relative to that
+  parameter's largest gradient); the row says whether it was.
+- `upper bound`: part of the gradient is cut with stop_gradient inside the decoder's scan (wrong training): the time
+  it saves bounds what a custom VJP that computed that part outside the loop could gain at most.
+- `no guard`: the same gradient, but the update skips the non-finite guard (`training.steps.
+  apply_gradients_if_finite`: plain Adam, whose state a non-finite step would corrupt): what the guard costs.
+
+Variants:
+  late_weight_gradient    the output layer's kernel gradient made to wait for its input gradient (a custom VJP
+                          whose kernel gradient reads x + 0 * dx[0, 0]), so that the decoder's backward scan could
+                          run beside it instead of after both
+  chunks_2, chunks_4      the decoder's teacher-forced scan in 2 (4) chunks of time steps, each chunk's readout and
+                          vocabulary projection right after it, so that XLA:CPU could run one chunk's output layer
+                          beside the next chunk's scan
+  remat_dots              the scan's step under nn.checkpoint(policy=dots_with_no_batch_dims_saveable): matmul
+                          outputs kept for the backward pass, the elementwise work recomputed, fewer stacked
+                          residuals
+  no_kernel_grads_in_scan upper bound: the GRU's hidden and context kernels get no gradient from inside the scan
+  no_key_grads_in_scan    upper bound: the prepared keys get none (the per-step [B, S, H] accumulation goes)
+  no_value_grads_in_scan  upper bound: the values (encoder outputs) get none from the scan (nor from the readout's
+                          context)
+  no_memory_grads_in_scan upper bound: neither keys nor values
+  no_guard                no guard: Adam applied without the global-norm check and the select of the old state
+  no_guard_hand_written   no guard, with hand_written_decoder_backward
+  hand_written_decoder_backward
+                          the decoder's scan as `benchmarks.bahdanau_backward.teacher_forced_scan`: a custom VJP
+                          whose backward loop carries only the state's, the keys' and v's cotangents, with the
+                          weight and value gradients as batched matmuls after the loop and 8 stacked residuals
+                          instead of 14
+
+Each variant is timed twice against the base: the training step (`base_ms`, `variant_ms`), and the gradient of the
+loss alone, one jitted function without the optimizer (`grad_base_ms`, `grad_variant_ms`): a restructuring of the
+backward pass can shorten the second and not the first, where XLA:CPU orders the work after a loop differently.
+
+Read a ratio as real only beyond the spread between rounds (`round_ratios`): this machine drifts by several
+percent within minutes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+import statistics
+import time
+
+import numpy as np
+
+from benchmarks import harness
+
+MODULE = 'benchmarks.step_variants'
+GROUP = 5
+PAUSE_S = 0.3
+COLUMNS = ('variant', 'kind', 'base_ms', 'variant_ms', 'speedup', 'round_ratios', 'grad_base_ms', 'grad_variant_ms',
+           'grad_speedup', 'first_loss_equal', 'max_grad_diff')
+QUICK_SPEC = {'vocab_size': 300, 'embed_dim': 32, 'hidden_dim': 32, 'attention_dim': 32, 'batch_size': 8,
+              'source_length': 6, 'target_length': 5, 'learning_rate': 1e-3}
+# name: (kind, what it changes)
+VARIANTS = {
+    'late_weight_gradient': ('same', "output layer: kernel gradient after the input gradient"),
+    'chunks_2': ('same', 'decoder scan and output layer in 2 chunks of time steps'),
+    'chunks_4': ('same', 'decoder scan and output layer in 4 chunks of time steps'),
+    'remat_dots': ('same', 'scan step rematerialised, matmul outputs saved'),
+    'no_kernel_grads_in_scan': ('upper bound', "GRU kernels' gradients from inside the scan cut"),
+    'no_key_grads_in_scan': ('upper bound', "prepared keys' gradients from the scan cut"),
+    'no_value_grads_in_scan': ('upper bound', "values' gradients from the scan cut"),
+    'no_memory_grads_in_scan': ('upper bound', "keys' and values' gradients from the scan cut"),
+    'hand_written_decoder_backward': ('same', 'decoder scan with a hand-written backward pass'),
+    'no_guard': ('no guard', 'Adam without the non-finite guard'),
+    'no_guard_hand_written': ('no guard', 'no guard, and the hand-written decoder backward pass'),
+}
+
+
+def _late_weight_gradient_dot():
+  """lax.dot_general for nn.Dense, with a VJP whose kernel gradient waits for the input gradient."""
+  import jax
+
+  @jax.custom_vjp
+  def matmul(x, kernel):
+    return x @ kernel
+
+  def forward(x, kernel):
+    return x @ kernel, (x, kernel)
+
+  def backward(residuals, d_out):
+    x, kernel = residuals
+    d_x = d_out @ kernel.T
+    waiting = x + 0.0 * d_x[0, 0]             # a data dependency: XLA:CPU's executor follows only those
+    return d_x, waiting.T @ d_out
+
+  matmul.defvjp(forward, backward)
+
+  def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    del precision, preferred_element_type
+    (lhs_contracting, rhs_contracting), (lhs_batch, _) = dimension_numbers
+    if lhs.ndim != 2 or tuple(lhs_contracting) != (1,) or tuple(rhs_contracting) != (0,) or lhs_batch:
+      raise ValueError(f'late_weight_gradient handles [N, d] x [d, V] only, got {dimension_numbers}')
+    return matmul(lhs, rhs)
+
+  return dot_general
+
+
+def _teacher_forced(chunks: int = 1, remat_policy=None, cut: tuple[str, ...] = ()):
+  """A BahdanauCell.teacher_forced with the same steps as the library's, in `chunks` scans, the step under
+  nn.checkpoint(policy=remat_policy) if given, and stop_gradient on the named inputs of the scan ('kernels',
+  'keys', 'values')."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+
+  from attention_jax.models import decoders, recurrence
+
+  def teacher_forced(self, carry, embedded_BTE, memory, *, train=False):
+    cut_tree = lambda tree: jax.tree.map(jax.lax.stop_gradient, tree)
+    embed_dim = embedded_BTE.shape[-1]
+    kernels = self.rnn.kernels(embed_dim + memory.values.shape[-1])
+    embedded_kernels, context_kernel = decoders._split_input_kernels(kernels, embed_dim)
+    embedded_gates_TBG = recurrence.input_gates(embedded_BTE, embedded_kernels)
+    if 'kernels' in cut:
+      kernels, context_kernel = cut_tree(kernels), cut_tree(context_kernel)
+    if 'keys' in cut:
+      memory = memory.replace(prepared=cut_tree(memory.prepared))
+    if 'values' in cut:
+      memory = memory.replace(values=cut_tree(memory.values))
+
+    def step(cell, carry, embedded_gates):
+      context, weights, carry = cell._attend(decoders.cell_output(carry['rnn']), carry, memory, train=train)
+      gates = embedded_gates + jnp.dot(context.astype(context_kernel.dtype), context_kernel)
+      rnn_carry, state = cell.rnn.step_from_gates(carry['rnn'], gates, kernels)
+      return {**carry, 'rnn': rnn_carry}, (state, context, weights)
+
+    if remat_policy is not None:
+      step = nn.checkpoint(step, policy=remat_policy, prevent_cse=False)
+    length = embedded_BTE.shape[1]
+    bounds = [round(i * length / chunks) for i in range(chunks + 1)]
+    logits, weights = [], []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+      carry, (states, contexts, chunk_weights) = decoders._scan_steps(step, self, carry,
+                                                                      embedded_gates_TBG[start:stop], in_axes=0)
+      logits.append(self.readout_logits(states, contexts, embedded_BTE[:, start:stop], train))
+      weights.append(chunk_weights)
+    return jnp.concatenate(logits, 1), jnp.concatenate(weights, 1)
+
+  return teacher_forced
+
+
+def _hand_written_teacher_forced():
+  """A BahdanauCell.teacher_forced whose scan is `bahdanau_backward.teacher_forced_scan` (GRU, plain additive
+  attention with a softmax, float32)."""
+  import jax.numpy as jnp
+
+  from attention_jax.models import decoders, recurrence
+  from benchmarks import bahdanau_backward
+
+  def teacher_forced(self, carry, embedded_BTE, memory, *, train=False):
+    if self.cell_type != 'gru' or self.scorer != 'additive' or self.weighting != 'softmax' or self.copy_attention:
+      raise ValueError('hand_written_decoder_backward runs a GRU with additive attention and a softmax only')
+    embed_dim = embedded_BTE.shape[-1]
+    kernels = self.rnn.kernels(embed_dim + memory.values.shape[-1])
+    embedded_kernels, context_kernel = decoders._split_input_kernels(kernels, embed_dim)
+    embedded_gates_TBG = recurrence.input_gates(embedded_BTE, embedded_kernels)
+    scorer = self.attention.scorer_params(self.hidden_dim, memory.prepared.key_dim)
+    if 'g' in scorer:
+      raise ValueError('hand_written_decoder_backward takes the additive scorer without normalize')
+    params = bahdanau_backward.StepParams(hidden_kernel=kernels.hidden_kernel, hidden_bias=kernels.hidden_bias,
+                                          context_kernel=context_kernel, query_kernel=scorer['W_q'], v=scorer['v'])
+    states, contexts, weights = bahdanau_backward.teacher_forced_scan(
+        params, embedded_gates_TBG, carry['rnn'], memory.prepared.cache, memory.values, memory.mask)
+    states_BTH, context_BTD, weights_BTS = (jnp.swapaxes(x, 0, 1) for x in (states, contexts, weights))
+    return self.readout_logits(states_BTH, context_BTD, embedded_BTE, train), weights_BTS
+
+  return teacher_forced
+
+
+@contextlib.contextmanager
+def variant(name: str):
+  """Replaces the library's method that `name` changes, and restores it on exit."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from attention_jax.models import decoders
+  from attention_jax.training import steps
+
+  if name not in VARIANTS:
+    raise ValueError(f'unknown variant {name!r}; known: {", ".join(VARIANTS)}')
+  if name.startswith('no_guard'):
+    owner, method = steps, 'apply_gradients_if_finite'
+
+    def replacement(state, grads, loss):
+      del loss
+      return state.apply_gradients(grads=grads), optax.tree.norm(grads), jnp.int32(steps.NO_NONFINITE_STEP)
+
+    if name == 'no_guard_hand_written':
+      with variant('hand_written_decoder_backward'), variant('no_guard'):
+        yield
+      return
+  elif name == 'late_weight_gradient':
+    owner, method = decoders._CellBase, '_setup_common'
+    dot_general = _late_weight_gradient_dot()
+
+    def replacement(self):
+      self.rnn = decoders.FusedCell(self.cell_type, self.hidden_dim, dtype=self.dtype)
+      self.bridge = nn.Dense(self.hidden_dim, dtype=self.dtype, name='bridge')
+      self.output = nn.Dense(self.vocab_size, dtype=self.dtype, name='output', dot_general=dot_general)
+      self.dropout = nn.Dropout(self.dropout_rate)
+  else:
+    owner, method = decoders.BahdanauCell, 'teacher_forced'
+    if name.startswith('chunks_'):
+      replacement = _teacher_forced(chunks=int(name.split('_')[1]))
+    elif name == 'hand_written_decoder_backward':
+      replacement = _hand_written_teacher_forced()
+    elif name == 'remat_dots':
+      replacement = _teacher_forced(remat_policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+    else:
+      cut = {'kernel': ('kernels',), 'key': ('keys',), 'value': ('values',),
+             'memory': ('keys', 'values')}[name.split('_')[1]]
+      replacement = _teacher_forced(cut=cut)
+  original = owner.__dict__[method]
+  setattr(owner, method, replacement)
+  try:
+    yield
+  finally:
+    setattr(owner, method, original)
+
+
+def _gradient(trainer, batch) -> tuple[list[np.ndarray], Callable[[dict], float]]:
+  """(the gradient of the trainer's summed loss at its initial parameters, a function that times that gradient on a
+  batch in seconds), compiled while a variant is active."""
+  import jax
+
+  from benchmarks import throughput
+  loss_fn = throughput._sequence_loss(trainer.model)
+  params = jax.tree.map(lambda x: x.copy(), trainer.state.params)   # the trainer's own are donated by its steps
+  grad = jax.jit(jax.grad(lambda p, b: loss_fn(p, b, jax.random.PRNGKey(0), train=True)[0]))
+  grad = grad.lower(params, batch).compile()
+
+  def timed(step_batch: dict) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(grad(params, step_batch))
+    return time.perf_counter() - start
+
+  return [np.asarray(g) for g in jax.tree.leaves(grad(params, batch))], timed
+
+
+def _max_relative_difference(grads: list[np.ndarray], reference: list[np.ndarray]) -> float:
+  return max(float(np.max(np.abs(g - r)) / max(float(np.max(np.abs(r))), 1e-30)) for g, r in zip(grads, reference))
+
+
+def compare(names: list[str], spec: dict, rounds: int) -> list[dict]:
+  from benchmarks import throughput
+
+  batches = throughput.make_batches(spec, GROUP)
+  base = throughput.JaxTrainer(spec, threads=0)
+  base.compile(batches[0])
+  reference, base_grad = _gradient(base, batches[0])
+  base_loss = base.step(batches[0])
+  rows = []
+  for name in names:
+    with variant(name):
+      trainer = throughput.JaxTrainer(spec, threads=0)
+      trainer.compile(batches[0])
+      grads, variant_grad = _gradient(trainer, batches[0])
+    loss = trainer.step(batches[0])
+    runners = {'base': lambda: base.timed_steps(batches)[0],
+               'variant': lambda: trainer.timed_steps(batches)[0],
+               'grad_base': lambda: [base_grad(b) for b in batches],
+               'grad_variant': lambda: [variant_grad(b) for b in batches]}
+    for run in runners.values():                        # warm-up
+      run()
+    times = {key: [] for key in runners}
+    round_ratios = []
+    for index in range(rounds):
+      order = list(runners) if index % 2 == 0 else list(runners)[::-1]
+      medians = {}
+      for key in order:
+        time.sleep(PAUSE_S)
+        step_times = runners[key]()
+        times[key] += step_times
+        medians[key] = statistics.median(step_times)
+      round_ratios.append(medians['base'] / medians['variant'])
+    kind = VARIANTS[name][0]
+    difference = _max_relative_difference(grads, reference)
+    ms = {key: 1e3 * statistics.median(values) for key, values in times.items()}
+    rows.append({'variant': name, 'kind': kind, 'changes': VARIANTS[name][1], 'base_ms': ms['base'],
+                 'variant_ms': ms['variant'], 'speedup': ms['base'] / ms['variant'],
+                 'round_ratios': ' '.join(f'{r:.2f}' for r in round_ratios),
+                 'grad_base_ms': ms['grad_base'], 'grad_variant_ms': ms['grad_variant'],
+                 'grad_speedup': ms['grad_base'] / ms['grad_variant'],
+                 'first_loss_equal': loss == base_loss, 'max_grad_diff': f'{difference:.1e}',
+                 'same_gradient': difference < 1e-4})
+    print(harness.markdown_table(rows[-1:], COLUMNS), flush=True)
+    del trainer
+  return rows
+
+
+def main(argv=None) -> dict:
+  from attention_jax import cpu_runtime
+  cpu_runtime.configure()
+  parser = harness.base_parser(__doc__.splitlines()[0], 'benchmarks/results/step_variants.json')
+  parser.add_argument('--variants', nargs='+', default=list(VARIANTS), metavar='NAME',
+                      help=f'variants to time (default: all): {", ".join(VARIANTS)}')
+  parser.add_argument('--rounds', type=int, default=8, help='interleaved rounds of 5 steps per variant')
+  args = parser.parse_args(argv)
+  unknown = [name for name in args.variants if name not in VARIANTS]
+  if unknown:
+    parser.error(f'unknown variant(s) {", ".join(unknown)}; known: {", ".join(VARIANTS)}')
+  if args.rounds < 1:
+    parser.error(f'--rounds must be at least 1, got {args.rounds}')
+  from benchmarks import throughput
+  spec = QUICK_SPEC if args.quick else throughput.SPEC
+  load_before = harness.load_average()
+  cpu_runtime.place_worker_threads()
+  rows = compare(args.variants, spec, args.rounds)
+  print()
+  print(harness.markdown_table(rows, COLUMNS))
+  bad = [row['variant'] for row in rows if row['kind'] == 'same' and not row['same_gradient']]
+  if bad:
+    print(f'\nNOT the same gradient: {", ".join(bad)}')
+  return harness.write_results(MODULE, args.out, load_before, {'spec': spec, 'rounds': args.rounds,
+                                                                'rows': rows})
+
+
+if __name__ == '__main__':
+  main()
