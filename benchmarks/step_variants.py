@@ -34,6 +34,8 @@ Variants:
   no_value_grads_in_scan  upper bound: the values (encoder outputs) get none from the scan (nor from the readout's
                           context)
   no_memory_grads_in_scan upper bound: neither keys nor values
+  loss_in_halves          the cross-entropy and the accuracy computed on each half of the batch apart, so that
+                          XLA:CPU could run the two halves' passes over the logits side by side
   no_guard                no guard: Adam applied without the global-norm check and the select of the old state
   no_guard_hand_written   no guard, with hand_written_decoder_backward
   hand_written_decoder_backward
@@ -79,6 +81,7 @@ VARIANTS = {
     'no_value_grads_in_scan': ('upper bound', "values' gradients from the scan cut"),
     'no_memory_grads_in_scan': ('upper bound', "keys' and values' gradients from the scan cut"),
     'hand_written_decoder_backward': ('same', 'decoder scan with a hand-written backward pass'),
+    'loss_in_halves': ('same', 'loss and accuracy on each half of the batch apart'),
     'no_guard': ('no guard', 'Adam without the non-finite guard'),
     'no_guard_hand_written': ('no guard', 'no guard, and the hand-written decoder backward pass'),
 }
@@ -198,6 +201,13 @@ def variant(name: str):
 
   if name not in VARIANTS:
     raise ValueError(f'unknown variant {name!r}; known: {", ".join(VARIANTS)}')
+  if name == 'loss_in_halves':
+    from attention_jax.tasks import translation
+    from attention_jax.training import sequence_losses
+    with _replaced(translation, 'token_losses', _in_halves(translation.token_losses)), \
+         _replaced(sequence_losses, 'token_correct', _in_halves(sequence_losses.token_correct)):
+      yield
+    return
   if name.startswith('no_guard'):
     owner, method = steps, 'apply_gradients_if_finite'
 
@@ -230,12 +240,33 @@ def variant(name: str):
       cut = {'kernel': ('kernels',), 'key': ('keys',), 'value': ('values',),
              'memory': ('keys', 'values')}[name.split('_')[1]]
       replacement = _teacher_forced(cut=cut)
-  original = owner.__dict__[method]
-  setattr(owner, method, replacement)
+  with _replaced(owner, method, replacement):
+    yield
+
+
+@contextlib.contextmanager
+def _replaced(owner, name: str, replacement):
+  """Sets owner.name (a class's method or a module's function) to `replacement`, and restores it on exit."""
+  original = owner.__dict__[name]
+  setattr(owner, name, replacement)
   try:
     yield
   finally:
-    setattr(owner, method, original)
+    setattr(owner, name, original)
+
+
+def _in_halves(per_token):
+  """per_token(logits [B, T, V], targets [B, T], *rest) -> [B, T], computed on each half of the batch apart."""
+  import jax.numpy as jnp
+
+  def halves(logits, targets, *rest):
+    half = logits.shape[0] // 2
+    if half == 0 or logits.shape[0] % 2:
+      return per_token(logits, targets, *rest)
+    return jnp.concatenate([per_token(logits[:half], targets[:half], *rest),
+                            per_token(logits[half:], targets[half:], *rest)], axis=0)
+
+  return halves
 
 
 def _gradient(trainer, batch) -> tuple[list[np.ndarray], Callable[[dict], float]]:
