@@ -48,8 +48,8 @@ Each variant is timed twice against the base: the training step (`base_ms`, `var
 loss alone, one jitted function without the optimizer (`grad_base_ms`, `grad_variant_ms`): a restructuring of the
 backward pass can shorten the second and not the first, where XLA:CPU orders the work after a loop differently.
 
-Read a ratio as real only beyond the spread between rounds (`round_ratios`): this machine drifts by several
-percent within minutes.
+Read a ratio as real only beyond the spread between rounds (`round_ratios`, `grad_round_ratios`): this machine
+drifts by several percent within minutes.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ import contextlib
 from collections.abc import Callable
 import statistics
 import time
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,23 +68,49 @@ MODULE = 'benchmarks.step_variants'
 GROUP = 5
 PAUSE_S = 0.3
 COLUMNS = ('variant', 'kind', 'base_ms', 'variant_ms', 'speedup', 'round_ratios', 'grad_base_ms', 'grad_variant_ms',
-           'grad_speedup', 'first_loss_equal', 'max_grad_diff')
+           'grad_speedup', 'grad_round_ratios', 'first_loss_equal', 'max_grad_diff')
 QUICK_SPEC = {'vocab_size': 300, 'embed_dim': 32, 'hidden_dim': 32, 'attention_dim': 32, 'batch_size': 8,
               'source_length': 6, 'target_length': 5, 'learning_rate': 1e-3}
-# name: (kind, what it changes)
+
+
+class Variant(NamedTuple):
+  """kind ('same' | 'upper bound' | 'no guard'), what it changes, and patches(): the (owner, attribute name,
+  replacement) triples that `variant` sets while the variant's step is compiled."""
+  kind: str
+  changes: str
+  patches: Callable[[], list[tuple[Any, str, Any]]]
+
+
+def _decoder_scan(teacher_forced_factory):
+  """patches() for a variant that replaces BahdanauCell.teacher_forced by teacher_forced_factory()."""
+  return lambda: [(_decoders().BahdanauCell, 'teacher_forced', teacher_forced_factory())]
+
+
 VARIANTS = {
-    'late_weight_gradient': ('same', "output layer: kernel gradient after the input gradient"),
-    'chunks_2': ('same', 'decoder scan and output layer in 2 chunks of time steps'),
-    'chunks_4': ('same', 'decoder scan and output layer in 4 chunks of time steps'),
-    'remat_dots': ('same', 'scan step rematerialised, matmul outputs saved'),
-    'no_kernel_grads_in_scan': ('upper bound', "GRU kernels' gradients from inside the scan cut"),
-    'no_key_grads_in_scan': ('upper bound', "prepared keys' gradients from the scan cut"),
-    'no_value_grads_in_scan': ('upper bound', "values' gradients from the scan cut"),
-    'no_memory_grads_in_scan': ('upper bound', "keys' and values' gradients from the scan cut"),
-    'hand_written_decoder_backward': ('same', 'decoder scan with a hand-written backward pass'),
-    'loss_in_halves': ('same', 'loss and accuracy on each half of the batch apart'),
-    'no_guard': ('no guard', 'Adam without the non-finite guard'),
-    'no_guard_hand_written': ('no guard', 'no guard, and the hand-written decoder backward pass'),
+    'late_weight_gradient': Variant('same', 'output layer: kernel gradient after the input gradient',
+                                    lambda: [_late_weight_gradient_patch()]),
+    'chunks_2': Variant('same', 'decoder scan and output layer in 2 chunks of time steps',
+                        _decoder_scan(lambda: _teacher_forced(chunks=2))),
+    'chunks_4': Variant('same', 'decoder scan and output layer in 4 chunks of time steps',
+                        _decoder_scan(lambda: _teacher_forced(chunks=4))),
+    'remat_dots': Variant('same', 'scan step rematerialised, matmul outputs saved',
+                          _decoder_scan(lambda: _teacher_forced(remat='dots_with_no_batch_dims_saveable'))),
+    'no_kernel_grads_in_scan': Variant('upper bound', "GRU kernels' gradients from inside the scan cut",
+                                       _decoder_scan(lambda: _teacher_forced(cut=('kernels',)))),
+    'no_key_grads_in_scan': Variant('upper bound', "prepared keys' gradients from the scan cut",
+                                    _decoder_scan(lambda: _teacher_forced(cut=('keys',)))),
+    'no_value_grads_in_scan': Variant('upper bound', "values' gradients from the scan cut",
+                                      _decoder_scan(lambda: _teacher_forced(cut=('values',)))),
+    'no_memory_grads_in_scan': Variant('upper bound', "keys' and values' gradients from the scan cut",
+                                       _decoder_scan(lambda: _teacher_forced(cut=('keys', 'values')))),
+    'hand_written_decoder_backward': Variant('same', 'decoder scan with a hand-written backward pass',
+                                             _decoder_scan(lambda: _hand_written_teacher_forced())),
+    'loss_in_halves': Variant('same', 'loss and accuracy on each half of the batch apart',
+                              lambda: _loss_in_halves_patches()),
+    'no_guard': Variant('no guard', 'Adam without the non-finite guard', lambda: [_no_guard_patch()]),
+    'no_guard_hand_written': Variant('no guard', 'no guard, and the hand-written decoder backward pass',
+                                     lambda: [*VARIANTS['hand_written_decoder_backward'].patches(),
+                                              _no_guard_patch()]),
 }
 
 
@@ -116,17 +143,29 @@ def _late_weight_gradient_dot():
   return dot_general
 
 
-def _teacher_forced(chunks: int = 1, remat_policy=None, cut: tuple[str, ...] = ()):
+def _check_plain_bahdanau(cell, variant_name: str) -> None:
+  """Raises ValueError unless `cell` is the configuration the variants rewrite: global attention with a softmax,
+  no copy attention, float32 (the library's teacher_forced for it is one scan of `_attend` and the GRU/LSTM step)."""
+  import jax.numpy as jnp
+  if (cell.locality != 'global' or cell.weighting != 'softmax' or cell.copy_attention or cell.scorer_state
+      or cell.dtype != jnp.float32):
+    raise ValueError(f'{variant_name} rewrites the Bahdanau decoder with global softmax attention, no copy '
+                     f'attention, no scorer state and float32 only')
+
+
+def _teacher_forced(chunks: int = 1, remat: str | None = None, cut: tuple[str, ...] = ()):
   """A BahdanauCell.teacher_forced with the same steps as the library's, in `chunks` scans, the step under
-  nn.checkpoint(policy=remat_policy) if given, and stop_gradient on the named inputs of the scan ('kernels',
-  'keys', 'values')."""
+  nn.checkpoint(policy=jax.checkpoint_policies.<remat>) if given, and stop_gradient on the named inputs of the scan
+  ('kernels', 'keys', 'values')."""
   import flax.linen as nn
   import jax
   import jax.numpy as jnp
 
   from attention_jax.models import decoders, recurrence
+  remat_policy = getattr(jax.checkpoint_policies, remat) if remat else None
 
   def teacher_forced(self, carry, embedded_BTE, memory, *, train=False):
+    _check_plain_bahdanau(self, 'this variant')
     cut_tree = lambda tree: jax.tree.map(jax.lax.stop_gradient, tree)
     embed_dim = embedded_BTE.shape[-1]
     kernels = self.rnn.kernels(embed_dim + memory.values.shape[-1])
@@ -169,8 +208,9 @@ def _hand_written_teacher_forced():
   from benchmarks import bahdanau_backward
 
   def teacher_forced(self, carry, embedded_BTE, memory, *, train=False):
-    if self.cell_type != 'gru' or self.scorer != 'additive' or self.weighting != 'softmax' or self.copy_attention:
-      raise ValueError('hand_written_decoder_backward runs a GRU with additive attention and a softmax only')
+    _check_plain_bahdanau(self, 'hand_written_decoder_backward')
+    if self.cell_type != 'gru' or self.scorer != 'additive':
+      raise ValueError('hand_written_decoder_backward runs a GRU with additive attention only')
     embed_dim = embedded_BTE.shape[-1]
     kernels = self.rnn.kernels(embed_dim + memory.values.shape[-1])
     embedded_kernels, context_kernel = decoders._split_input_kernels(kernels, embed_dim)
@@ -190,58 +230,60 @@ def _hand_written_teacher_forced():
 
 @contextlib.contextmanager
 def variant(name: str):
-  """Replaces the library's method that `name` changes, and restores it on exit."""
+  """Sets what variant `name` replaces in the library (`VARIANTS[name].patches()`), and restores it on exit,
+  also when the body raises."""
+  if name not in VARIANTS:
+    raise ValueError(f'unknown variant {name!r}; known: {", ".join(VARIANTS)}')
+  with contextlib.ExitStack() as stack:
+    for owner, attribute, replacement in VARIANTS[name].patches():
+      stack.enter_context(_replaced(owner, attribute, replacement))
+    yield
+
+
+def _decoders():
+  from attention_jax.models import decoders
+  return decoders
+
+
+def _late_weight_gradient_patch():
+  """_CellBase._setup_common run with an nn.Dense whose `output` layer uses `_late_weight_gradient_dot`."""
   import flax.linen as nn
-  import jax
+
+  decoders = _decoders()
+  setup_common = decoders._CellBase.__dict__['_setup_common']
+  dense, dot_general = nn.Dense, _late_weight_gradient_dot()
+
+  def output_with_late_gradient(*args, name=None, **kwargs):
+    if name == 'output':
+      kwargs['dot_general'] = dot_general
+    return dense(*args, name=name, **kwargs)
+
+  def replacement(self):
+    with _replaced(nn, 'Dense', output_with_late_gradient):
+      setup_common(self)
+
+  return decoders._CellBase, '_setup_common', replacement
+
+
+def _loss_in_halves_patches():
+  from attention_jax.tasks import translation
+  from attention_jax.training import sequence_losses
+  return [(translation, 'token_losses', _in_halves(translation.token_losses)),
+          (sequence_losses, 'token_correct', _in_halves(sequence_losses.token_correct))]
+
+
+def _no_guard_patch():
+  """training.steps.apply_gradients_if_finite as plain Adam: no global-norm check, no select of the old state."""
   import jax.numpy as jnp
   import optax
 
-  from attention_jax.models import decoders
   from attention_jax.training import steps
 
-  if name not in VARIANTS:
-    raise ValueError(f'unknown variant {name!r}; known: {", ".join(VARIANTS)}')
-  if name == 'loss_in_halves':
-    from attention_jax.tasks import translation
-    from attention_jax.training import sequence_losses
-    with _replaced(translation, 'token_losses', _in_halves(translation.token_losses)), \
-         _replaced(sequence_losses, 'token_correct', _in_halves(sequence_losses.token_correct)):
-      yield
-    return
-  if name.startswith('no_guard'):
-    owner, method = steps, 'apply_gradients_if_finite'
+  def replacement(state, grads, loss):
+    del loss
+    return state.apply_gradients(grads=grads), optax.tree.norm(grads), jnp.int32(steps.NO_NONFINITE_STEP)
 
-    def replacement(state, grads, loss):
-      del loss
-      return state.apply_gradients(grads=grads), optax.tree.norm(grads), jnp.int32(steps.NO_NONFINITE_STEP)
-
-    if name == 'no_guard_hand_written':
-      with variant('hand_written_decoder_backward'), variant('no_guard'):
-        yield
-      return
-  elif name == 'late_weight_gradient':
-    owner, method = decoders._CellBase, '_setup_common'
-    dot_general = _late_weight_gradient_dot()
-
-    def replacement(self):
-      self.rnn = decoders.FusedCell(self.cell_type, self.hidden_dim, dtype=self.dtype)
-      self.bridge = nn.Dense(self.hidden_dim, dtype=self.dtype, name='bridge')
-      self.output = nn.Dense(self.vocab_size, dtype=self.dtype, name='output', dot_general=dot_general)
-      self.dropout = nn.Dropout(self.dropout_rate)
-  else:
-    owner, method = decoders.BahdanauCell, 'teacher_forced'
-    if name.startswith('chunks_'):
-      replacement = _teacher_forced(chunks=int(name.split('_')[1]))
-    elif name == 'hand_written_decoder_backward':
-      replacement = _hand_written_teacher_forced()
-    elif name == 'remat_dots':
-      replacement = _teacher_forced(remat_policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-    else:
-      cut = {'kernel': ('kernels',), 'key': ('keys',), 'value': ('values',),
-             'memory': ('keys', 'values')}[name.split('_')[1]]
-      replacement = _teacher_forced(cut=cut)
-  with _replaced(owner, method, replacement):
-    yield
+  return steps, 'apply_gradients_if_finite', replacement
 
 
 @contextlib.contextmanager
@@ -289,10 +331,23 @@ def _gradient(trainer, batch) -> tuple[list[np.ndarray], Callable[[dict], float]
 
 
 def _max_relative_difference(grads: list[np.ndarray], reference: list[np.ndarray]) -> float:
+  """max over parameters of max |grad - reference| / max |reference| (leaves in the same order)."""
   return max(float(np.max(np.abs(g - r)) / max(float(np.max(np.abs(r))), 1e-30)) for g, r in zip(grads, reference))
 
 
 def compare(names: list[str], spec: dict, rounds: int) -> list[dict]:
+  """Times each named variant against the library's step and loss gradient, interleaved in this process.
+
+  Args:
+    names: keys of VARIANTS.
+    spec: the model and batch sizes (`benchmarks.throughput.SPEC` or QUICK_SPEC).
+    rounds: rounds of GROUP steps per variant and per function, the order reversed every round.
+
+  Returns:
+    one row per variant: medians in ms (`base_ms`, `variant_ms`, `grad_base_ms`, `grad_variant_ms`), speedups,
+    each round's ratio for the step and the gradient, whether the first loss was equal and the largest relative
+    gradient difference.
+  """
   from benchmarks import throughput
 
   batches = throughput.make_batches(spec, GROUP)
@@ -314,7 +369,7 @@ def compare(names: list[str], spec: dict, rounds: int) -> list[dict]:
     for run in runners.values():                        # warm-up
       run()
     times = {key: [] for key in runners}
-    round_ratios = []
+    round_ratios, grad_round_ratios = [], []
     for index in range(rounds):
       order = list(runners) if index % 2 == 0 else list(runners)[::-1]
       medians = {}
@@ -324,14 +379,16 @@ def compare(names: list[str], spec: dict, rounds: int) -> list[dict]:
         times[key] += step_times
         medians[key] = statistics.median(step_times)
       round_ratios.append(medians['base'] / medians['variant'])
-    kind = VARIANTS[name][0]
+      grad_round_ratios.append(medians['grad_base'] / medians['grad_variant'])
+    kind = VARIANTS[name].kind
     difference = _max_relative_difference(grads, reference)
     ms = {key: 1e3 * statistics.median(values) for key, values in times.items()}
-    rows.append({'variant': name, 'kind': kind, 'changes': VARIANTS[name][1], 'base_ms': ms['base'],
+    rows.append({'variant': name, 'kind': kind, 'changes': VARIANTS[name].changes, 'base_ms': ms['base'],
                  'variant_ms': ms['variant'], 'speedup': ms['base'] / ms['variant'],
                  'round_ratios': ' '.join(f'{r:.2f}' for r in round_ratios),
                  'grad_base_ms': ms['grad_base'], 'grad_variant_ms': ms['grad_variant'],
                  'grad_speedup': ms['grad_base'] / ms['grad_variant'],
+                 'grad_round_ratios': ' '.join(f'{r:.2f}' for r in grad_round_ratios),
                  'first_loss_equal': loss == base_loss, 'max_grad_diff': f'{difference:.1e}',
                  'same_gradient': difference < 1e-4})
     print(harness.markdown_table(rows[-1:], COLUMNS), flush=True)

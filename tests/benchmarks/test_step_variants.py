@@ -1,22 +1,27 @@
-"""benchmarks.step_variants: each `same` variant computes the library's gradient (with padded sources), each upper
-bound does not, the no-guard variants keep the gradient, the library is restored afterwards, and the hand-written backward pass of
-`benchmarks.bahdanau_backward` equals autodiff of its own forward loop."""
+"""benchmarks.step_variants: the `same` variants compute the library's loss, gradient and metrics, the upper bounds
+do not, the no-guard variants keep the gradient and skip the guard, and the library is restored on exit (also
+after an error); the hand-written backward pass of `benchmarks.bahdanau_backward` equals autodiff of its own
+forward loop."""
 
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from attention_jax.models import build_model
 from attention_jax.models import decoders
+from attention_jax.tasks import translation
+from attention_jax.training import sequence_losses
 from attention_jax.training import steps
 from benchmarks import bahdanau_backward
 from benchmarks import step_variants
 from benchmarks import throughput
 
-SPEC = {**step_variants.QUICK_SPEC, 'batch_size': 3, 'source_length': 6, 'target_length': 4, 'vocab_size': 40,
+# An even batch, so that loss_in_halves really splits it.
+SPEC = {**step_variants.QUICK_SPEC, 'batch_size': 4, 'source_length': 6, 'target_length': 4, 'vocab_size': 40,
         'embed_dim': 8, 'hidden_dim': 12, 'attention_dim': 10}
 
 
@@ -26,36 +31,73 @@ def _model_and_batch():
   batch = throughput.make_batches(SPEC, 1, seed=3)[0]
   batch['source'][1, 3:] = 0                   # padding: the mask matters
   batch['source'][2, 2:] = 0
+  batch['target_out'][0, 2:] = 0               # PAD targets: the loss's and metrics' masks differ per example
   params = model.init(jax.random.PRNGKey(0), batch['source'], batch['target_in'])['params']
   return model, batch, params
 
 
-def _gradient(model, batch, params):
-  def loss(p):
-    logits, weights = model.apply({'params': p}, batch['source'], batch['target_in'])
-    picked = jnp.take_along_axis(jax.nn.log_softmax(logits), batch['target_out'][..., None], -1)
-    return -jnp.sum(picked) + 0.3 * jnp.sum(weights * weights)          # the weights' cotangent too
-  return jax.tree.leaves(jax.jit(jax.grad(loss))(params))
+def _loss_gradient_and_metrics(model, batch, params):
+  """The benchmark's own loss (`translation.sequence_loss`, traced now), plus the attention weights' squared sum so
+  that the weights' cotangent is not zero: (gradient leaves, metric sums)."""
+  loss_fn = throughput._sequence_loss(model)
+
+  def objective(p):
+    loss, _, metrics = loss_fn(p, batch, jax.random.PRNGKey(0), train=True)
+    _, weights = model.apply({'params': p}, batch['source'], batch['target_in'])
+    return loss + 0.3 * jnp.sum(weights * weights), metrics
+
+  grads, metrics = jax.jit(jax.grad(objective, has_aux=True))(params)
+  return jax.tree.leaves(grads), {k: float(v) for k, v in metrics.items()}
 
 
-def test_same_variants_keep_the_gradient_and_upper_bounds_drop_part_of_it():
+def _patched_objects():
+  return (decoders.BahdanauCell.__dict__['teacher_forced'], decoders._CellBase.__dict__['_setup_common'],
+          steps.apply_gradients_if_finite, translation.token_losses, sequence_losses.token_correct)
+
+
+def test_variants_compute_what_their_kind_says_and_the_library_is_restored():
   model, batch, params = _model_and_batch()
-  reference = _gradient(model, batch, params)
-  original = (decoders.BahdanauCell.__dict__['teacher_forced'], decoders._CellBase.__dict__['_setup_common'],
-              steps.apply_gradients_if_finite)
-  for name, (kind, _) in step_variants.VARIANTS.items():
+  reference, reference_metrics = _loss_gradient_and_metrics(model, batch, params)
+  original = _patched_objects()
+  for name, entry in step_variants.VARIANTS.items():
     with step_variants.variant(name):
-      grads = _gradient(model, batch, params)
+      assert _patched_objects() != original, name                  # something was replaced
+      grads, metrics = _loss_gradient_and_metrics(model, batch, params)
     difference = max(float(np.max(np.abs(g - r)) / np.max(np.abs(r))) for g, r in zip(grads, reference))
-    if kind in ('same', 'no guard'):                 # no guard: the same gradient, another update
+    if entry.kind in ('same', 'no guard'):
       assert difference < 1e-4, name
+      assert metrics == pytest.approx(reference_metrics, rel=1e-6), name
     else:
       assert difference > 0.1, name
-  # Restored: the library's own methods again.
-  assert (decoders.BahdanauCell.__dict__['teacher_forced'], decoders._CellBase.__dict__['_setup_common'],
-          steps.apply_gradients_if_finite) == original
-  for got, want in zip(_gradient(model, batch, params), reference):
+  assert _patched_objects() == original
+  with pytest.raises(RuntimeError, match='inside'):
+    with step_variants.variant('no_guard_hand_written'):
+      raise RuntimeError('inside')
+  assert _patched_objects() == original
+  for got, want in zip(_loss_gradient_and_metrics(model, batch, params)[0], reference):
     np.testing.assert_array_equal(got, want)
+
+
+def test_no_guard_applies_a_non_finite_update_that_the_library_skips():
+  params = {'w': jnp.ones(3)}
+  state = steps.TrainState.create(apply_fn=None, params=params, tx=optax.adam(0.1), rng=jnp.zeros(2, jnp.uint32))
+  grads = {'w': jnp.array([1.0, jnp.nan, 1.0])}
+  kept, _, skipped_at = steps.apply_gradients_if_finite(state, grads, jnp.float32(1.0))
+  np.testing.assert_array_equal(kept.params['w'], params['w'])
+  assert int(skipped_at) == int(state.step)
+  with step_variants.variant('no_guard'):
+    updated, _, _ = steps.apply_gradients_if_finite(state, grads, jnp.float32(1.0))
+  assert bool(jnp.isnan(updated.params['w'][1])) and int(updated.step) == int(state.step) + 1
+
+
+def test_unsupported_decoders_are_refused_not_rewritten():
+  config = {**throughput.model_config(SPEC), 'locality': 'local_m'}
+  model = build_model(config, source_vocab_size=SPEC['vocab_size'], target_vocab_size=SPEC['vocab_size'],
+                      max_source_length=SPEC['source_length'])
+  batch = throughput.make_batches(SPEC, 1)[0]
+  for name in ('chunks_2', 'hand_written_decoder_backward'):
+    with step_variants.variant(name), pytest.raises(ValueError, match='global softmax attention'):
+      model.init(jax.random.PRNGKey(0), batch['source'], batch['target_in'])
 
 
 def test_hand_written_backward_equals_autodiff_of_its_forward_loop():
@@ -86,6 +128,7 @@ def test_step_variants_runs_and_refuses_an_unknown_variant(tmp_path, capsys):
   [row] = result['rows']
   assert row['variant'] == 'chunks_2' and row['same_gradient'] and row['first_loss_equal']
   assert row['base_ms'] > 0 and row['variant_ms'] > 0 and row['grad_base_ms'] > 0
+  assert len(row['round_ratios'].split()) == len(row['grad_round_ratios'].split()) == 1
   assert json.loads(out.read_text())['rows'] == result['rows']
   with pytest.raises(SystemExit):
     step_variants.main(['--quick', '--variants', 'no_such_variant'])
