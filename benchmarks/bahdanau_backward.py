@@ -139,9 +139,8 @@ def _scan_bwd(residuals, cotangents):
     carry = (d_prev, d_keys + d_e[:, :, None] * v * slope, d_v + jnp.einsum('bs,bsa->a', d_e, hidden))
     return carry, (d_gates_x, d_gates_h, d_q, d_context)
 
-  zeros = lambda x: jnp.zeros(x.shape, x.dtype)
   (d_state0, d_keys, d_v), (d_gates_x, d_gates_h, d_q, d_context) = recurrence.prefetching_scan(
-      step, (zeros(previous[0]), zeros(keys_BSA), zeros(v)),
+      step, (jnp.zeros_like(previous[0]), jnp.zeros_like(keys_BSA), jnp.zeros_like(v)),
       (d_states, d_contexts, d_weights, previous, weights, q, r, z, n, h_n), reverse=True)
   flat = lambda x: x.reshape(-1, x.shape[-1])                                # [T, B, .] -> [T*B, .]
   d_params = StepParams(hidden_kernel=flat(previous).T @ flat(d_gates_h),
