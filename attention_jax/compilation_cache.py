@@ -1,7 +1,7 @@
 """JAX's persistent compilation cache for the entry points: a second run of the same program on the same machine
 loads its compiled programs from disk instead of compiling them again.
 
-Compiling dominates the start of a run, every time a run starts or resumes: on the 2-core AMD EPYC machine of
+Compiling dominates the start of a run, every time a run starts: on the 2-core AMD EPYC machine of
 BENCHMARKS.md section 4, the default config's first step waits 15 s for tracing and compiling, 2.6 s when it finds
 its program in the cache. With the cache on, every program whose compilation took at least
 `jax_persistent_cache_min_compile_time_secs` (JAX's default, 1 s) is written to disk, and a later process that
@@ -16,11 +16,13 @@ executable built for the other's instruction set. The cache grows without bound 
 config's and the benchmark model's train state and step: 0.25-0.37 MB each).
 
 Precedence. A cache directory the user gave JAX (`JAX_COMPILATION_CACHE_DIR` or `jax_compilation_cache_dir`) is
-kept as it is. `ATTENTION_JAX_COMPILATION_CACHE=off` (or 0 / false / no) turns the cache off for the entry points.
+kept as it is, and `JAX_ENABLE_COMPILATION_CACHE=false` keeps the cache off. `ATTENTION_JAX_COMPILATION_CACHE=off`
+(or 0 / false / no) turns it off for the entry points; on / 1 / true / yes, or unset, is the default location; any
+other value is the root directory (`~` expanded).
 
-When. JAX decides whether to use the cache at its first compilation, so `enable` must run before it; the entry
-points call it on import (`experiments/__init__.py`). The cache is trusted input: do not point it at a directory
-others can write to (a cached executable is code).
+When. JAX opens the cache directory at its first compilation after one is set, and a process cannot move it
+afterwards, so call `enable` before any compilation; the entry points call it on import (`experiments/__init__.py`).
+The cache is trusted input: do not point it at a directory others can write to (a cached executable is code).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import platform
 
 ENV_VARIABLE = 'ATTENTION_JAX_COMPILATION_CACHE'
 OFF_VALUES = ('off', '0', 'false', 'no')
+ON_VALUES = ('', 'on', '1', 'true', 'yes')        # the default location
 
 
 def default_root() -> str:
@@ -64,8 +67,8 @@ def enable(root: str | None = None) -> str:
   """Turns JAX's persistent compilation cache on in `root` (default: see the module docstring) / machine_key().
 
   Call it before the process's first JAX compilation. Returns what was done: 'cache in DIR', 'kept the cache
-  directory JAX was given: DIR', 'off (ATTENTION_JAX_COMPILATION_CACHE=...)' or 'off: cannot create DIR (...)'
-  (the default location not writable: the run goes on without a cache).
+  directory JAX was given: DIR', 'off (ATTENTION_JAX_COMPILATION_CACHE=...)', 'off (jax_enable_compilation_cache
+  is False)' or 'off: cannot create DIR (...)' (the default location not writable: the run goes on without one).
 
   Raises:
     ValueError: if ATTENTION_JAX_COMPILATION_CACHE (or `root`) names a directory that cannot be created.
@@ -75,10 +78,14 @@ def enable(root: str | None = None) -> str:
   setting = os.environ.get(ENV_VARIABLE, '').strip()
   if setting.lower() in OFF_VALUES:
     return f'off ({ENV_VARIABLE}={setting})'
+  if not jax.config.jax_enable_compilation_cache:
+    return 'off (jax_enable_compilation_cache is False)'
   given = jax.config.jax_compilation_cache_dir
   if given:
     return f'kept the cache directory JAX was given: {given}'
-  explicit = root or setting or None
+  explicit = root or (None if setting.lower() in ON_VALUES else setting)
+  if explicit:
+    explicit = os.path.abspath(os.path.expanduser(explicit))
   directory = os.path.join(explicit or default_root(), machine_key())
   try:
     os.makedirs(directory, exist_ok=True)

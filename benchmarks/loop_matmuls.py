@@ -2,7 +2,7 @@
 concurrency-optimised scheduler make the recurrences' matmuls faster than one compiled loop? And does XLA:CPU run
 a loop beside independent work at all?
 
-    python -m benchmarks.loop_matmuls            # ~2 min: the three tables, interleaved, median of 15
+    python -m benchmarks.loop_matmuls            # ~2-5 min: the three tables, interleaved, median of 15
     python -m benchmarks.loop_matmuls --quick    # 5 rounds
 
 Table 1: T = 30 steps of h <- tanh(tanh(h W1) W2) with h [64, 256], W1 [256, N], W2 [N, 256] (N = 768, a GRU's
@@ -17,11 +17,12 @@ Table 3 (`concurrency`): the same GRU-style scan beside independent work, the tw
 XLA:CPU's second core something to do while a recurrence holds the first: a [H, T*B] x [T*B, 4000] product (the size
 of the output layer's weight gradient, which needs nothing from the decoder's backward loop) after the scan in one
 program, or cut into T slices [H, B] x [B, 4000] inside the scan's body (XLA:CPU does run independent thunks of
-one loop iteration on both cores); and the batch split into two scans of 32 run at the same time, from two Python
-threads, or one on each of two CPU devices (`jax_num_cpu_devices=2`) dispatched together. If XLA:CPU overlapped
-them, the program would take max(scan, product) instead of their sum and the two halves as long as one. Measured
-in two fresh processes: on JAX's defaults (asynchronous dispatch) and set up by `cpu_runtime.configure()` and
-`place_worker_threads()` as every `python -m experiments.*` process is (computations on the calling thread).
+one loop iteration on both cores); and the batch split into two scans of 32, one after the other, or at the same
+time from two Python threads, on one CPU device or one on each of two (`jax_num_cpu_devices=2`). If XLA:CPU
+overlapped them, the program would take max(scan, product) instead of their sum, and the two halves at once as long
+as one of them. Measured in two fresh processes: on JAX's defaults (asynchronous dispatch) and set up by
+`cpu_runtime.configure()` and `place_worker_threads()` as every `python -m experiments.*` process is (computations
+on the calling thread).
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ def _gru_style_cell(w):
 
 def measure_concurrency(repeats: int) -> list[dict]:
   """Table 3's rows in this process, which must have two CPU devices (`jax_num_cpu_devices=2`, set before JAX
-  starts). Every way of computing the scan and the product is checked against the plain one first."""
+  starts). The scan runs over inputs [T, B, 3H] (T = STEPS, B = BATCH, H = HIDDEN); the side product is
+  activations^T output_gradients, [H, T*B] x [T*B, VOCAB]. Every way of computing the scan and the product is
+  checked against the plain one first."""
   import jax
   import jax.numpy as jnp
 
@@ -124,22 +127,22 @@ def measure_concurrency(repeats: int) -> list[dict]:
   rng = np.random.default_rng(1)
   w = jnp.asarray(rng.standard_normal((HIDDEN, 3 * HIDDEN)) * 0.05, jnp.float32)
   x = jnp.asarray(rng.standard_normal((STEPS, BATCH, 3 * HIDDEN)), jnp.float32)
-  a = jnp.asarray(rng.standard_normal((STEPS, BATCH, HIDDEN)), jnp.float32)            # the side product's [T*B, H]
-  g = jnp.asarray(rng.standard_normal((STEPS, BATCH, VOCAB)) * 0.01, jnp.float32)      # and [T*B, V] operands
+  activations = jnp.asarray(rng.standard_normal((STEPS, BATCH, HIDDEN)), jnp.float32)                # [T, B, H]
+  output_gradients = jnp.asarray(rng.standard_normal((STEPS, BATCH, VOCAB)) * 0.01, jnp.float32)     # [T, B, V]
   cell = _gru_style_cell(w)
   scan = jax.jit(lambda x: prefetching_scan(cell, jnp.zeros((x.shape[1], HIDDEN), jnp.float32), x)[1])
-  product = jax.jit(lambda a, g: a.reshape(-1, HIDDEN).T @ g.reshape(-1, VOCAB))          # [H, V]
-  scan_then_product = jax.jit(lambda x, a, g: (scan(x), product(a, g)))
+  product = jax.jit(lambda acts, grads: acts.reshape(-1, HIDDEN).T @ grads.reshape(-1, VOCAB))     # [H, V]
+  scan_then_product = jax.jit(lambda x, acts, grads: (scan(x), product(acts, grads)))
 
   @jax.jit
-  def product_inside_scan(x, a, g):
+  def product_inside_scan(x, acts, grads):
     def step(carry, inputs):
       h, total = carry
-      x_t, a_t, g_t = inputs
+      x_t, acts_t, grads_t = inputs                                  # [B, 3H], [B, H], [B, V]
       h, _ = cell(h, x_t)
-      return (h, total + a_t.T @ g_t), h
+      return (h, total + acts_t.T @ grads_t), h
     (_, total), hs = prefetching_scan(step, (jnp.zeros((BATCH, HIDDEN), jnp.float32),
-                                             jnp.zeros((HIDDEN, VOCAB), jnp.float32)), (x, a, g))
+                                             jnp.zeros((HIDDEN, VOCAB), jnp.float32)), (x, acts, grads))
     return hs, total
 
   half = BATCH // 2
@@ -147,28 +150,31 @@ def measure_concurrency(repeats: int) -> list[dict]:
   on_devices = (jax.device_put(halves[0], first), jax.device_put(halves[1], second))
   threads = ThreadPoolExecutor(2)
 
-  def from_two_threads(x):
-    futures = [threads.submit(lambda part: jax.block_until_ready(scan(part)), part) for part in halves]
+  def from_two_threads(parts):
+    futures = [threads.submit(lambda part: jax.block_until_ready(scan(part)), part) for part in parts]
     return [f.result() for f in futures]
 
-  def on_two_devices(x):
-    return jax.block_until_ready([scan(part) for part in on_devices])
+  def one_after_the_other(parts):
+    return [jax.block_until_ready(scan(part)) for part in parts]
 
-  reference_h, reference_total = scan(x), product(a, g)
-  for hs, total in (scan_then_product(x, a, g), product_inside_scan(x, a, g)):
+  reference_h, reference_total = scan(x), product(activations, output_gradients)
+  for hs, total in (scan_then_product(x, activations, output_gradients),
+                    product_inside_scan(x, activations, output_gradients)):
     np.testing.assert_allclose(np.asarray(hs), np.asarray(reference_h), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(total), np.asarray(reference_total), rtol=1e-4, atol=1e-3)
-  for split in (from_two_threads(x), on_two_devices(x)):
+  for split in (one_after_the_other(halves), from_two_threads(halves), from_two_threads(on_devices)):
     np.testing.assert_allclose(np.concatenate([np.asarray(h) for h in split], axis=1), np.asarray(reference_h),
                                rtol=1e-5, atol=1e-5)
   calls = {
       'one scan, batch 64': (scan, (x,)),
-      f'the [{HIDDEN}, {STEPS * BATCH}] x [{STEPS * BATCH}, {VOCAB}] product alone': (product, (a, g)),
-      'the scan, then the product, one program': (scan_then_product, (x, a, g)),
-      f'the product in {STEPS} slices inside the scan body': (product_inside_scan, (x, a, g)),
+      f'the [{HIDDEN}, {STEPS * BATCH}] x [{STEPS * BATCH}, {VOCAB}] product alone':
+          (product, (activations, output_gradients)),
+      'the scan, then the product, one program': (scan_then_product, (x, activations, output_gradients)),
+      f'the product in {STEPS} slices inside the scan body': (product_inside_scan, (x, activations, output_gradients)),
       'one scan, batch 32': (scan, (halves[0],)),
-      'two scans of 32 from two Python threads': (from_two_threads, (x,)),
-      'two scans of 32 on two CPU devices, dispatched together': (on_two_devices, (x,)),
+      'two scans of 32, one after the other': (one_after_the_other, (halves,)),
+      'two scans of 32 from two Python threads, one device': (from_two_threads, (halves,)),
+      'two scans of 32 from two Python threads, on two CPU devices': (from_two_threads, (on_devices,)),
   }
   timed = harness.time_interleaved(calls, repeats=repeats)
   threads.shutdown()

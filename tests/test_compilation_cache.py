@@ -3,6 +3,7 @@ and that a second process loads what the first compiled."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -35,16 +36,32 @@ def test_the_environment_names_the_root_or_turns_it_off(no_cache_dir, monkeypatc
   monkeypatch.setenv(compilation_cache.ENV_VARIABLE, str(tmp_path / 'mine'))
   assert compilation_cache.enable().startswith(f'cache in {tmp_path / "mine"}{os.sep}')
   jax.config.update('jax_compilation_cache_dir', None)
+  monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+  monkeypatch.setenv(compilation_cache.ENV_VARIABLE, '~/xla')                    # expanded, not ./~/xla
+  assert compilation_cache.enable().startswith(f'cache in {tmp_path / "home" / "xla"}{os.sep}')
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+  for value in ('on', '1', 'TRUE', 'yes'):                                        # the default location
+    jax.config.update('jax_compilation_cache_dir', None)
+    monkeypatch.setenv(compilation_cache.ENV_VARIABLE, value)
+    assert compilation_cache.enable().startswith(f'cache in {tmp_path / "xdg" / "attention_jax" / "xla"}{os.sep}')
+  jax.config.update('jax_compilation_cache_dir', None)
   for value in ('off', 'OFF', '0', 'false', 'no'):
     monkeypatch.setenv(compilation_cache.ENV_VARIABLE, value)
     assert compilation_cache.enable() == f'off ({compilation_cache.ENV_VARIABLE}={value})'
     assert jax.config.jax_compilation_cache_dir is None
 
 
-def test_a_directory_given_to_jax_is_kept(no_cache_dir, tmp_path):
+def test_a_directory_given_to_jax_is_kept_and_a_disabled_cache_stays_off(no_cache_dir, tmp_path):
   jax.config.update('jax_compilation_cache_dir', str(tmp_path))
   assert compilation_cache.enable(str(tmp_path / 'other')) == f'kept the cache directory JAX was given: {tmp_path}'
   assert jax.config.jax_compilation_cache_dir == str(tmp_path)
+  jax.config.update('jax_compilation_cache_dir', None)
+  jax.config.update('jax_enable_compilation_cache', False)
+  try:
+    assert compilation_cache.enable(str(tmp_path / 'other')) == 'off (jax_enable_compilation_cache is False)'
+    assert jax.config.jax_compilation_cache_dir is None
+  finally:
+    jax.config.update('jax_enable_compilation_cache', True)
 
 
 def test_an_unusable_directory(no_cache_dir, monkeypatch, tmp_path):
@@ -68,9 +85,9 @@ def test_machine_key_follows_the_cpu_model_and_flags_not_their_order(tmp_path):
   assert base == key('AMD EPYC', 'avx2 fma avx')
   assert base != key('AMD EPYC', 'fma avx avx2 avx512f')
   assert base != key('Intel Xeon', 'fma avx avx2')
-  architecture, digest = base.rsplit('-', 1)
-  assert architecture and len(digest) == 12 and int(digest, 16) >= 0
-  assert compilation_cache.machine_key(str(tmp_path / 'missing')).count('-') >= 1
+  key_format = re.compile(r'^[A-Za-z0-9_]+-[0-9a-f]{12}$')
+  assert key_format.match(base)
+  assert key_format.match(compilation_cache.machine_key(str(tmp_path / 'missing')))   # platform.processor()
 
 
 _PROGRAM = '''
@@ -85,17 +102,27 @@ print(json.dumps({'setting': experiments.COMPILATION_CACHE, 'hits': len(hits), '
 '''
 
 
+def _entry_point_process(env: dict) -> dict:
+  output = subprocess.run([sys.executable, '-c', _PROGRAM], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=True)
+  return json.loads(output.stdout.strip().splitlines()[-1])
+
+
 def test_a_second_entry_point_process_loads_what_the_first_compiled(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != 'JAX_COMPILATION_CACHE_DIR'}
   env.update({compilation_cache.ENV_VARIABLE: str(tmp_path), 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
               'PYTHONPATH': ROOT + os.pathsep + env.get('PYTHONPATH', '')})
-  runs = []
-  for _ in range(2):
-    output = subprocess.run([sys.executable, '-c', _PROGRAM], env=env, cwd=ROOT, capture_output=True, text=True,
-                            timeout=300, check=True)
-    runs.append(json.loads(output.stdout.strip().splitlines()[-1]))
-  first, second = runs
+  first, second = _entry_point_process(env), _entry_point_process(env)
   assert first['setting'] == f'cache in {tmp_path / compilation_cache.machine_key()}'
   assert first['hits'] == 0 and second['hits'] >= 1
   assert second['value'] == first['value']
   assert os.listdir(tmp_path / compilation_cache.machine_key())
+
+
+def test_an_entry_point_keeps_the_directory_given_to_jax_by_the_environment(tmp_path):
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'given'),
+             PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  env[compilation_cache.ENV_VARIABLE] = str(tmp_path / 'ours')
+  run = _entry_point_process(env)
+  assert run['setting'] == f'kept the cache directory JAX was given: {tmp_path / "given"}'
+  assert not (tmp_path / 'ours').exists()

@@ -84,15 +84,16 @@ def test_loop_matmuls_rows_cover_both_tables_and_the_split_scans_agree():
   assert all(row['median_ms'] > 0 and row['gflop_per_s'] > 0 for row in rows)
 
 
-def test_loop_matmuls_concurrency_table_runs_on_two_devices_and_its_ways_agree():
-  """Table 3 in its own process (two CPU devices must be set before JAX starts); measure_concurrency checks the
-  in-loop product, the threaded and the two-device halves against the plain scan and product (assert_allclose
-  inside), so a wrong slice or device placement fails here."""
+@pytest.mark.parametrize('configured', [0, 1])
+def test_loop_matmuls_concurrency_table_runs_on_two_devices_and_its_ways_agree(configured):
+  """Table 3 in its own process (two CPU devices must be set before JAX starts), on JAX's defaults and configured;
+  measure_concurrency checks the in-loop product, the sequential, threaded and two-device halves against the plain
+  scan and product (assert_allclose inside), so a wrong slice or device placement fails here."""
   from benchmarks import harness, loop_matmuls
   rows = harness.run_worker(loop_matmuls.MODULE, ['--worker', '--repeats', '1', '--table', 'concurrency',
-                                                  '--configured', '1'], timeout=300)
+                                                  '--configured', str(configured)], timeout=300)
   cases = [row['case'] for row in rows]
-  assert len(cases) == len(set(cases)) == 7 and {row['table'] for row in rows} == {'concurrency'}
+  assert len(cases) == len(set(cases)) == 8 and {row['table'] for row in rows} == {'concurrency'}
   assert any('two CPU devices' in case for case in cases)
   assert all(row['median_ms'] > 0 for row in rows)
 
