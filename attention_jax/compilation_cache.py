@@ -31,6 +31,8 @@ import hashlib
 import os
 import platform
 
+from attention_jax import platform_info
+
 ENV_VARIABLE = 'ATTENTION_JAX_COMPILATION_CACHE'
 OFF_VALUES = ('off', '0', 'false', 'no')
 ON_VALUES = ('', 'on', '1', 'true', 'yes')        # the default location
@@ -46,19 +48,12 @@ def machine_key(cpuinfo_path: str = '/proc/cpuinfo') -> str:
   """'<architecture>-<12 hex digits>': the digits hash the CPU's model name and feature flags (from
   /proc/cpuinfo where there is one, else `platform.processor()`), so that machines with different instruction sets
   get different cache directories."""
-  description = platform.processor()
-  try:
-    with open(cpuinfo_path) as f:
-      fields = {}
-      for line in f:
-        key, _, value = line.partition(':')
-        key = key.strip()
-        if key in ('model name', 'flags', 'Features', 'CPU part', 'CPU implementer') and key not in fields:
-          fields[key] = ' '.join(sorted(value.split())) if key in ('flags', 'Features') else value.strip()
-      if fields:
-        description = repr(sorted(fields.items()))
-  except OSError:
-    pass
+  fields = platform_info.cpuinfo_fields(('model name', 'flags', 'Features', 'CPU part', 'CPU implementer'),
+                                        cpuinfo_path)
+  for key in ('flags', 'Features'):                     # the same features in another order: the same machine
+    if key in fields:
+      fields[key] = ' '.join(sorted(fields[key].split()))
+  description = repr(sorted(fields.items())) if fields else platform.processor()
   digest = hashlib.sha256(description.encode()).hexdigest()[:12]
   return f'{platform.machine() or "unknown"}-{digest}'
 

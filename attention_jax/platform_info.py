@@ -2,6 +2,7 @@
 
     cpu_model()          # e.g. 'AMD EPYC' or 'Intel(R) Xeon(R) Platinum 8480+'
     describe()           # '<CPU model>, <n> cores, jax <version> on <backend>'
+    cpuinfo_fields(keys) # the first value of each of these /proc/cpuinfo fields (Linux)
 """
 
 from __future__ import annotations
@@ -20,14 +21,23 @@ def cpu_model() -> str:
         return line.split(':', 1)[1].strip()
   except OSError:
     pass
+  return cpuinfo_fields(('model name',)).get('model name') or platform.processor() or 'unknown'
+
+
+def cpuinfo_fields(keys, path: str = '/proc/cpuinfo') -> dict[str, str]:
+  """{key: its first value in `path`} for those of `keys` the file has (values stripped); {} if it cannot be read
+  (not Linux)."""
+  fields = {}
   try:
-    with open('/proc/cpuinfo') as f:
+    with open(path) as f:
       for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
+        key, _, value = line.partition(':')
+        key = key.strip()
+        if key in keys and key not in fields:
+          fields[key] = value.strip()
   except OSError:
     pass
-  return platform.processor() or 'unknown'
+  return fields
 
 
 def describe() -> str:
