@@ -23,7 +23,8 @@ def init_seed_states(model, optimizer, seeds: Sequence[int], source, target_in) 
   steps.create_train_state(..., seed) stacked.
 
   Each seed is initialised by its own call and the results stacked (a vmapped initialisation of the larger
-  BiLSTM models of configs/compare_messages_cpu.py hung on XLA:CPU with jax 0.10).
+  BiLSTM models of configs/compare_messages_cpu.py hung on XLA:CPU with jax 0.10); the calls share one compiled
+  initialisation, whose argument the seed is.
   """
   states = [steps.create_train_state(model, optimizer, int(seed), source, target_in) for seed in seeds]
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)

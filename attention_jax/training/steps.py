@@ -20,6 +20,7 @@ Parallel execution (see parallel.py): under plain/sharded jit the step sees the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -75,21 +76,46 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
   return optax.chain(*chain)
 
 
+# XLA options for compiling the initialisation on CPU. It runs once per process, so LLVM's optimisation level 1
+# (XLA's default is 3) costs nothing that matters at run time and saves 10-25% of its compilation, mostly of the
+# ~50 random draws, each a rolled Threefry loop (BENCHMARKS.md section 4); the values are bit-identical
+# (tests/training/test_steps.py checks it).
+CPU_INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 1}
+
+
+@functools.cache
+def _jitted_init(compiler_options: tuple[tuple[str, Any], ...]) -> Callable[..., tuple[Any, Array]]:
+  """(params, run key data uint32 [2]) of `model` from `key`, jitted with `compiler_options`: one compilation per
+  (model, input shapes), whatever the seed."""
+
+  def init(model, key, *inputs):
+    init_rng, run_rng = jax.random.split(key)
+    params = model.init({'params': init_rng, 'dropout': init_rng}, *inputs)['params']
+    return params, jax.random.key_data(run_rng)
+
+  return jax.jit(init, static_argnums=0, compiler_options=dict(compiler_options) or None)
+
+
 def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation, seed: int,
                        *example_inputs: Array) -> TrainState:
   """Initialises `model` from `seed` for inputs shaped like `example_inputs` (e.g. source [B, S], target_in [B, T]).
 
   The seed's key is split in two: one initialises the parameters, the other is the run's base key that every
   step folds its step number into (dropout).
+
+  The initialisation is one compiled program (run eagerly, model.init would dispatch and compile each of its
+  ~100 small ops separately) that takes the seed as an argument, so further seeds of the same model and input
+  shapes reuse it (training/seeds.py initialises K seeds with one compilation); on CPU, called outside any
+  trace, it is compiled with CPU_INIT_COMPILER_OPTIONS. The optimizer's state (zeros and counters) comes from a
+  second, small program.
   """
-
-  def create(*inputs):
-    init_rng, run_rng = jax.random.split(jax.random.key(seed))
-    params = model.init({'params': init_rng, 'dropout': init_rng}, *inputs)['params']
-    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, rng=jax.random.key_data(run_rng))
-
-  # One compiled program: run eagerly, init dispatches (and compiles) each of its ~100 small ops separately.
-  return jax.jit(create)(*example_inputs)
+  key = jax.random.key(seed)
+  # Compiler options are for top-level programs only: none under an enclosing trace (jax.eval_shape, jit).
+  top_level = not isinstance(key, jax.core.Tracer)
+  options = CPU_INIT_COMPILER_OPTIONS if top_level and jax.default_backend() == 'cpu' else {}
+  params, run_key_data = _jitted_init(tuple(sorted(options.items())))(model, key, *example_inputs)
+  create = lambda params, rng: TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, rng=rng)
+  return jax.jit(create, donate_argnums=(0, 1))(params, run_key_data)
 
 
 def apply_gradients_if_finite(state: train_state.TrainState, grads: Any,

@@ -109,6 +109,45 @@ def test_apply_gradients_if_finite():
     np.testing.assert_array_equal(kept.params['w'], new_state.params['w'])
 
 
+@jax.jit
+def _reference_state(key, source, target_in):
+  """create_train_state's contract, compiled with XLA's default options: params from one half of the seed's key,
+  the run key from the other, Adam's moments zero."""
+  init_rng, run_rng = jax.random.split(key)
+  params = MODEL.init({'params': init_rng, 'dropout': init_rng}, source, target_in)['params']
+  return steps.TrainState.create(apply_fn=MODEL.apply, params=params, tx=OPTIMIZER, rng=jax.random.key_data(run_rng))
+
+
+def test_create_train_state_is_bit_identical_to_the_default_compilation_and_compiles_once_for_all_seeds():
+  options = tuple(sorted(steps.CPU_INIT_COMPILER_OPTIONS.items())) if jax.default_backend() == 'cpu' else ()
+  init = steps._jitted_init(options)
+  states = [tiny_state(seed)[1] for seed in (0, 1)]
+  compiled = init._cache_size()
+  for seed, state in zip((0, 1), states):
+    reference = _reference_state(jax.random.key(seed), BATCH['source'], BATCH['target_in'])
+    assert jax.tree.structure(state) == jax.tree.structure(reference)
+    for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(reference)):
+      assert got.dtype == want.dtype and got.shape == want.shape
+      np.testing.assert_array_equal(got, want)           # bit for bit, LLVM level 1 included
+  assert int(states[0].step) == 0 and states[0].step.dtype == jnp.int32
+  assert not np.array_equal(states[0].params['cell']['output']['kernel'], states[1].params['cell']['output']['kernel'])
+  tiny_state(2)
+  assert init._cache_size() == compiled                  # a third seed: no new compilation
+
+
+def test_create_train_state_compiles_with_the_cpu_init_options(monkeypatch):
+  if jax.default_backend() != 'cpu':
+    pytest.skip('the options apply on CPU only')
+  monkeypatch.setattr(steps, 'CPU_INIT_COMPILER_OPTIONS', {'xla_no_such_option_for_this_test': 1})
+  with pytest.raises(Exception, match='xla_no_such_option_for_this_test'):
+    tiny_state()
+  # Under an enclosing trace (a restore's abstract target) there are no compiler options to apply.
+  abstract = jax.eval_shape(lambda: tiny_state(0)[1])
+  reference = _reference_state(jax.random.key(0), BATCH['source'], BATCH['target_in'])
+  shapes = lambda tree: jax.tree.map(lambda x: (x.shape, x.dtype), tree)
+  assert shapes(abstract) == shapes(reference)
+
+
 def test_metrics_are_sums_over_real_tokens():
   model, state = tiny_state()
   metrics, attention = EVAL(state, BATCH)
