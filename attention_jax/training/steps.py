@@ -83,17 +83,18 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
 CPU_INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 1}
 
 
+def _init(model: nn.Module, key: Array, *inputs: Array) -> tuple[Any, Array]:
+  """(params, run key data uint32 [2]) of `model` from one PRNG key: one half initialises, the other is the run's."""
+  init_rng, run_rng = jax.random.split(key)
+  params = model.init({'params': init_rng, 'dropout': init_rng}, *inputs)['params']
+  return params, jax.random.key_data(run_rng)
+
+
 @functools.cache
 def _jitted_init(compiler_options: tuple[tuple[str, Any], ...]) -> Callable[..., tuple[Any, Array]]:
-  """(params, run key data uint32 [2]) of `model` from `key`, jitted with `compiler_options`: one compilation per
-  (model, input shapes), whatever the seed."""
-
-  def init(model, key, *inputs):
-    init_rng, run_rng = jax.random.split(key)
-    params = model.init({'params': init_rng, 'dropout': init_rng}, *inputs)['params']
-    return params, jax.random.key_data(run_rng)
-
-  return jax.jit(init, static_argnums=0, compiler_options=dict(compiler_options) or None)
+  """_init jitted with `compiler_options` and the model static: one compilation per (model, input shapes), whatever
+  the seed."""
+  return jax.jit(_init, static_argnums=0, compiler_options=dict(compiler_options) or None)
 
 
 def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation, seed: int,
@@ -113,7 +114,13 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
   # Compiler options are for top-level programs only: none under an enclosing trace (jax.eval_shape, jit).
   top_level = not isinstance(key, jax.core.Tracer)
   options = CPU_INIT_COMPILER_OPTIONS if top_level and jax.default_backend() == 'cpu' else {}
-  params, run_key_data = _jitted_init(tuple(sorted(options.items())))(model, key, *example_inputs)
+  try:
+    hash(model)
+  except TypeError:   # a module with an unhashable attribute: compiled for this call only
+    init = jax.jit(functools.partial(_init, model), compiler_options=options or None)
+    params, run_key_data = init(key, *example_inputs)
+  else:
+    params, run_key_data = _jitted_init(tuple(sorted(options.items())))(model, key, *example_inputs)
   create = lambda params, rng: TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, rng=rng)
   return jax.jit(create, donate_argnums=(0, 1))(params, run_key_data)
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import linen as nn
 
 from attention_jax.metrics.alignment import alignment_counts, alignment_summary
 from attention_jax.models import build_model
@@ -146,6 +147,26 @@ def test_create_train_state_compiles_with_the_cpu_init_options(monkeypatch):
   reference = _reference_state(jax.random.key(0), BATCH['source'], BATCH['target_in'])
   shapes = lambda tree: jax.tree.map(lambda x: (x.shape, x.dtype), tree)
   assert shapes(abstract) == shapes(reference)
+
+
+class _ScaledDense(nn.Module):
+  """A module with an unhashable attribute (a numpy array), so that jit cannot take it as a static argument."""
+  scale: np.ndarray
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(2)(x) * self.scale
+
+
+def test_create_train_state_of_a_module_with_an_unhashable_attribute():
+  model = _ScaledDense(np.array([1.0, 2.0], np.float32))
+  with pytest.raises(TypeError):
+    hash(model)
+  x = np.ones((1, 3), np.float32)
+  state = steps.create_train_state(model, optax.sgd(0.1), 3, x)
+  init_rng, _ = jax.random.split(jax.random.key(3))
+  want = jax.jit(lambda x: model.init({'params': init_rng, 'dropout': init_rng}, x)['params'])(x)
+  jax.tree.map(np.testing.assert_array_equal, state.params, want)
 
 
 def test_metrics_are_sums_over_real_tokens():
