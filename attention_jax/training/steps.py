@@ -77,9 +77,9 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
 
 
 # XLA options for compiling the initialisation on CPU. It runs once per process, so LLVM's optimisation level 1
-# (XLA's default is 3) costs nothing that matters at run time and saves 10-25% of its compilation, mostly of the
-# ~50 random draws, each a rolled Threefry loop (BENCHMARKS.md section 4); the values are bit-identical
-# (tests/training/test_steps.py checks it).
+# (XLA's default is 3) costs nothing that matters at run time and takes a fifth off the default config's
+# compilation, most of which is the ~50 random draws, each a rolled Threefry loop (BENCHMARKS.md section 4); the
+# values are bit-identical (tests/training/test_steps.py checks it).
 CPU_INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 1}
 
 
@@ -90,11 +90,27 @@ def _init(model: nn.Module, key: Array, *inputs: Array) -> tuple[Any, Array]:
   return params, jax.random.key_data(run_rng)
 
 
+def _state(model: nn.Module, optimizer: optax.GradientTransformation, params: Any, rng: Array) -> TrainState:
+  """The TrainState of `params`: step 0 and the optimizer's initial state."""
+  return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, rng=rng)
+
+
 @functools.cache
 def _jitted_init(compiler_options: tuple[tuple[str, Any], ...]) -> Callable[..., tuple[Any, Array]]:
   """_init jitted with `compiler_options` and the model static: one compilation per (model, input shapes), whatever
   the seed."""
   return jax.jit(_init, static_argnums=0, compiler_options=dict(compiler_options) or None)
+
+
+_jitted_state = jax.jit(_state, static_argnums=(0, 1), donate_argnums=(2, 3))
+
+
+def _hashable(value: Any) -> bool:
+  try:
+    hash(value)
+  except TypeError:
+    return False
+  return True
 
 
 def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation, seed: int,
@@ -108,21 +124,21 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
   ~100 small ops separately) that takes the seed as an argument, so further seeds of the same model and input
   shapes reuse it (training/seeds.py initialises K seeds with one compilation); on CPU, called outside any
   trace, it is compiled with CPU_INIT_COMPILER_OPTIONS. The optimizer's state (zeros and counters) comes from a
-  second, small program.
+  second, small program, reused for the same optimizer object. A model or optimizer with an unhashable attribute
+  (jit cannot take it as a static argument) gets programs compiled for the call.
   """
   key = jax.random.key(seed)
   # Compiler options are for top-level programs only: none under an enclosing trace (jax.eval_shape, jit).
   top_level = not isinstance(key, jax.core.Tracer)
   options = CPU_INIT_COMPILER_OPTIONS if top_level and jax.default_backend() == 'cpu' else {}
-  try:
-    hash(model)
-  except TypeError:   # a module with an unhashable attribute: compiled for this call only
-    init = jax.jit(functools.partial(_init, model), compiler_options=options or None)
-    params, run_key_data = init(key, *example_inputs)
-  else:
+  if _hashable(model):
     params, run_key_data = _jitted_init(tuple(sorted(options.items())))(model, key, *example_inputs)
-  create = lambda params, rng: TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, rng=rng)
-  return jax.jit(create, donate_argnums=(0, 1))(params, run_key_data)
+  else:
+    params, run_key_data = jax.jit(functools.partial(_init, model), compiler_options=options or None)(
+        key, *example_inputs)
+  if _hashable(model) and _hashable(optimizer):
+    return _jitted_state(model, optimizer, params, run_key_data)
+  return jax.jit(functools.partial(_state, model, optimizer), donate_argnums=(0, 1))(params, run_key_data)
 
 
 def apply_gradients_if_finite(state: train_state.TrainState, grads: Any,

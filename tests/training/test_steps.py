@@ -132,8 +132,10 @@ def test_create_train_state_is_bit_identical_to_the_default_compilation_and_comp
       np.testing.assert_array_equal(got, want)           # bit for bit, LLVM level 1 included
   assert int(states[0].step) == 0 and states[0].step.dtype == jnp.int32
   assert not np.array_equal(states[0].params['cell']['output']['kernel'], states[1].params['cell']['output']['kernel'])
+  states_compiled = steps._jitted_state._cache_size()
   tiny_state(2)
   assert init._cache_size() == compiled                  # a third seed: no new compilation
+  assert steps._jitted_state._cache_size() == states_compiled
 
 
 def test_create_train_state_compiles_with_the_cpu_init_options(monkeypatch):
@@ -159,14 +161,17 @@ class _ScaledDense(nn.Module):
 
 
 def test_create_train_state_of_a_module_with_an_unhashable_attribute():
+  """Initialised by programs compiled for the call (jit's static arguments must be hashable)."""
   model = _ScaledDense(np.array([1.0, 2.0], np.float32))
   with pytest.raises(TypeError):
     hash(model)
   x = np.ones((1, 3), np.float32)
   state = steps.create_train_state(model, optax.sgd(0.1), 3, x)
-  init_rng, _ = jax.random.split(jax.random.key(3))
+  init_rng, run_rng = jax.random.split(jax.random.key(3))
   want = jax.jit(lambda x: model.init({'params': init_rng, 'dropout': init_rng}, x)['params'])(x)
   jax.tree.map(np.testing.assert_array_equal, state.params, want)
+  np.testing.assert_array_equal(state.rng, jax.random.key_data(run_rng))
+  assert int(state.step) == 0
 
 
 def test_metrics_are_sums_over_real_tokens():
