@@ -108,7 +108,8 @@ def measure_once(model_name: str, cache_dir: str | None = None, xla_default_init
   jax.block_until_ready(metrics)
   second = time.perf_counter()
   return {'setup_s': setup_s, 'init_s': init_s, 'second_seed_init_s': second_seed_init_s,
-          'trace_lower_s': traced - start, 'compile_s': built - traced, 'first_step_s': first - start, 'next_step_ms': 1e3 * (second - first), 'cache_hits': len(hits),
+          'trace_lower_s': traced - start, 'compile_s': built - traced, 'first_step_s': first - start,
+          'next_step_ms': 1e3 * (second - first), 'cache_hits': len(hits),
           'params': int(sum(x.size for x in jax.tree.leaves(state.params))),
           'batch_shapes': {k: list(v.shape) for k, v in batch.items()}}
 

@@ -90,22 +90,25 @@ def _init(model: nn.Module, key: Array, *inputs: Array) -> tuple[Any, Array]:
   return params, jax.random.key_data(run_rng)
 
 
-def _state(model: nn.Module, optimizer: optax.GradientTransformation, params: Any, rng: Array) -> TrainState:
-  """The TrainState of `params`: step 0 and the optimizer's initial state."""
-  return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, rng=rng)
+def _state(optimizer: optax.GradientTransformation, params: Any, rng: Array) -> TrainState:
+  """The TrainState of `params` (a Flax parameter tree) and the run key data (uint32 [2]): step 0 and the
+  optimizer's initial state; apply_fn is left None for the caller to set (it is not part of the program)."""
+  return TrainState.create(apply_fn=None, params=params, tx=optimizer, rng=rng)
 
 
 @functools.cache
 def _jitted_init(compiler_options: tuple[tuple[str, Any], ...]) -> Callable[..., tuple[Any, Array]]:
   """_init jitted with `compiler_options` and the model static: one compilation per (model, input shapes), whatever
-  the seed."""
+  the seed. Equal models (Flax modules compare by their fields) share it: its outputs are arrays only."""
   return jax.jit(_init, static_argnums=0, compiler_options=dict(compiler_options) or None)
 
 
-_jitted_state = jax.jit(_state, static_argnums=(0, 1), donate_argnums=(2, 3))
+# Keyed on the optimizer object (optax's transformations compare by identity): seeds sharing one reuse it.
+_jitted_state = jax.jit(_state, static_argnums=0, donate_argnums=(1, 2))
 
 
 def _hashable(value: Any) -> bool:
+  """Whether jit can take `value` as a static argument."""
   try:
     hash(value)
   except TypeError:
@@ -129,16 +132,18 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
   """
   key = jax.random.key(seed)
   # Compiler options are for top-level programs only: none under an enclosing trace (jax.eval_shape, jit).
-  top_level = not isinstance(key, jax.core.Tracer)
-  options = CPU_INIT_COMPILER_OPTIONS if top_level and jax.default_backend() == 'cpu' else {}
+  on_cpu = not isinstance(key, jax.core.Tracer) and all(device.platform == 'cpu' for device in key.devices())
+  options = CPU_INIT_COMPILER_OPTIONS if on_cpu else {}
   if _hashable(model):
     params, run_key_data = _jitted_init(tuple(sorted(options.items())))(model, key, *example_inputs)
   else:
-    params, run_key_data = jax.jit(functools.partial(_init, model), compiler_options=options or None)(
-        key, *example_inputs)
-  if _hashable(model) and _hashable(optimizer):
-    return _jitted_state(model, optimizer, params, run_key_data)
-  return jax.jit(functools.partial(_state, model, optimizer), donate_argnums=(0, 1))(params, run_key_data)
+    init = jax.jit(functools.partial(_init, model), compiler_options=options or None)
+    params, run_key_data = init(key, *example_inputs)
+  if _hashable(optimizer):
+    state = _jitted_state(optimizer, params, run_key_data)
+  else:
+    state = jax.jit(functools.partial(_state, optimizer), donate_argnums=(0, 1))(params, run_key_data)
+  return state.replace(apply_fn=model.apply)
 
 
 def apply_gradients_if_finite(state: train_state.TrainState, grads: Any,

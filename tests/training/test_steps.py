@@ -1,5 +1,6 @@
 """The pure train/eval steps: loss against numpy, learning, non-finite protection, parallel equivalence."""
 
+import dataclasses
 import functools
 import os
 import subprocess
@@ -138,6 +139,22 @@ def test_create_train_state_is_bit_identical_to_the_default_compilation_and_comp
   assert steps._jitted_state._cache_size() == states_compiled
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('spec', [
+    dict(encoder='bigru', decoder='bahdanau', scorer='additive', embed_dim=32, hidden_dim=64, vocab=41, length=32),
+    dict(encoder='gru', decoder='bahdanau', scorer='additive', embed_dim=256, hidden_dim=256, vocab=4000, length=20),
+], ids=['default_config_sizes', 'throughput_sizes'])
+def test_create_train_state_is_bit_identical_on_larger_models(spec):
+  """Level 1's code for larger shapes (vectorised differently) draws the same bits as XLA's default compilation."""
+  spec = dict(spec)
+  vocab, length = spec.pop('vocab'), spec.pop('length')
+  model = build_model(spec, source_vocab_size=vocab, target_vocab_size=vocab, max_source_length=length)
+  source, target = np.ones((2, length), np.int32), np.ones((2, length), np.int32)
+  state = steps.create_train_state(model, OPTIMIZER, 5, source, target)
+  want, _ = jax.jit(steps._init, static_argnums=0)(model, jax.random.key(5), source, target)
+  jax.tree.map(np.testing.assert_array_equal, state.params, want)
+
+
 def test_create_train_state_compiles_with_the_cpu_init_options(monkeypatch):
   if jax.default_backend() != 'cpu':
     pytest.skip('the options apply on CPU only')
@@ -160,18 +177,42 @@ class _ScaledDense(nn.Module):
     return nn.Dense(2)(x) * self.scale
 
 
-def test_create_train_state_of_a_module_with_an_unhashable_attribute():
+@dataclasses.dataclass
+class _EmptyInit:
+  """An optimizer's init as a dataclass with eq and no hash: the optimizer holding it is unhashable."""
+
+  def __call__(self, params):
+    return optax.EmptyState()
+
+
+def test_create_train_state_of_an_unhashable_module_and_optimizer():
   """Initialised by programs compiled for the call (jit's static arguments must be hashable)."""
   model = _ScaledDense(np.array([1.0, 2.0], np.float32))
-  with pytest.raises(TypeError):
-    hash(model)
+  optimizer = optax.GradientTransformation(_EmptyInit(), optax.identity().update)
+  for unhashable in (model, optimizer):
+    with pytest.raises(TypeError):
+      hash(unhashable)
   x = np.ones((1, 3), np.float32)
-  state = steps.create_train_state(model, optax.sgd(0.1), 3, x)
-  init_rng, run_rng = jax.random.split(jax.random.key(3))
-  want = jax.jit(lambda x: model.init({'params': init_rng, 'dropout': init_rng}, x)['params'])(x)
-  jax.tree.map(np.testing.assert_array_equal, state.params, want)
-  np.testing.assert_array_equal(state.rng, jax.random.key_data(run_rng))
-  assert int(state.step) == 0
+  for tx in (optax.sgd(0.1), optimizer):
+    state = steps.create_train_state(model, tx, 3, x)
+    init_rng, run_rng = jax.random.split(jax.random.key(3))
+    want = jax.jit(lambda x: model.init({'params': init_rng, 'dropout': init_rng}, x)['params'])(x)
+    jax.tree.map(np.testing.assert_array_equal, state.params, want)
+    np.testing.assert_array_equal(state.rng, jax.random.key_data(run_rng))
+    assert int(state.step) == 0 and state.tx is tx and state.apply_fn.__self__ is model
+
+
+def test_equal_models_share_the_initialisation_and_keep_their_own_apply():
+  twins = [build_model(dict(encoder='gru', decoder='luong', scorer='general', embed_dim=4, hidden_dim=4),
+                       source_vocab_size=8, target_vocab_size=8, max_source_length=5) for _ in range(2)]
+  assert twins[0] == twins[1] and twins[0] is not twins[1]
+  options = tuple(sorted(steps.CPU_INIT_COMPILER_OPTIONS.items())) if jax.default_backend() == 'cpu' else ()
+  states = [steps.create_train_state(twins[0], OPTIMIZER, 0, BATCH['source'], BATCH['target_in'])]
+  compiled = steps._jitted_init(options)._cache_size()
+  states.append(steps.create_train_state(twins[1], OPTIMIZER, 0, BATCH['source'], BATCH['target_in']))
+  assert steps._jitted_init(options)._cache_size() == compiled
+  assert states[0].apply_fn.__self__ is twins[0] and states[1].apply_fn.__self__ is twins[1]
+  jax.tree.map(np.testing.assert_array_equal, states[0].params, states[1].params)
 
 
 def test_metrics_are_sums_over_real_tokens():
