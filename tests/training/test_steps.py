@@ -120,9 +120,14 @@ def _reference_state(key, source, target_in):
   return steps.TrainState.create(apply_fn=MODEL.apply, params=params, tx=OPTIMIZER, rng=jax.random.key_data(run_rng))
 
 
-def test_create_train_state_is_bit_identical_to_the_default_compilation_and_compiles_once_for_all_seeds():
+def _cpu_init_program():
+  """The jitted initialisation create_train_state uses here (with the CPU options on a CPU backend)."""
   options = tuple(sorted(steps.CPU_INIT_COMPILER_OPTIONS.items())) if jax.default_backend() == 'cpu' else ()
-  init = steps._jitted_init(options)
+  return steps._jitted_init(options)
+
+
+def test_create_train_state_is_bit_identical_to_the_default_compilation_and_compiles_once_for_all_seeds():
+  init = _cpu_init_program()
   states = [tiny_state(seed)[1] for seed in (0, 1)]
   compiled = init._cache_size()
   for seed, state in zip((0, 1), states):
@@ -206,11 +211,10 @@ def test_equal_models_share_the_initialisation_and_keep_their_own_apply():
   twins = [build_model(dict(encoder='gru', decoder='luong', scorer='general', embed_dim=4, hidden_dim=4),
                        source_vocab_size=8, target_vocab_size=8, max_source_length=5) for _ in range(2)]
   assert twins[0] == twins[1] and twins[0] is not twins[1]
-  options = tuple(sorted(steps.CPU_INIT_COMPILER_OPTIONS.items())) if jax.default_backend() == 'cpu' else ()
   states = [steps.create_train_state(twins[0], OPTIMIZER, 0, BATCH['source'], BATCH['target_in'])]
-  compiled = steps._jitted_init(options)._cache_size()
+  compiled = _cpu_init_program()._cache_size()
   states.append(steps.create_train_state(twins[1], OPTIMIZER, 0, BATCH['source'], BATCH['target_in']))
-  assert steps._jitted_init(options)._cache_size() == compiled
+  assert _cpu_init_program()._cache_size() == compiled
   assert states[0].apply_fn.__self__ is twins[0] and states[1].apply_fn.__self__ is twins[1]
   jax.tree.map(np.testing.assert_array_equal, states[0].params, states[1].params)
 
