@@ -106,7 +106,8 @@ def attend(scorer: str | scoring.Scorer, params: dict, query: Array, keys: Array
                          weighting=weighting, **state)
 
 
-def _check_batched(query: Array, keys: Array, values: Array, mask: Array | None, state: dict[str, Array]) -> None:
+def check_batched(query: Array, keys: Array, values: Array, mask: Array | None, state: dict[str, Array]) -> None:
+  """Raises ValueError, naming the shapes expected, unless the inputs fit `batched_attend`."""
   if keys.ndim != 3:
     raise ValueError(f'keys must have shape [B, S, d_k]; got shape {tuple(keys.shape)}.')
   batch, length = keys.shape[:2]
@@ -196,7 +197,7 @@ def batched_attend(scorer: str | scoring.Scorer, params: dict, query: Array, key
   Returns:
     (context [B, d_v] or [B, T, d_v] in values.dtype, weights [B, S] or [B, T, S] float32).
   """
-  _check_batched(query, keys, values, mask, state)
+  check_batched(query, keys, values, mask, state)
   cache = batched_prepare_keys(scorer, params, keys)
   return batched_attend_prepared(scorer, params, query, cache, values, mask, weighting=weighting, **state)
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from attention_jax import attention
+from attention_jax import memory_efficient
 from attention_jax import scoring
 from attention_jax import weighting as weighting_lib
 
@@ -34,9 +35,11 @@ MULTI_HEAD_IMPLEMENTATIONS = ('vmap',) + attention.FUSED_IMPLEMENTATIONS
 
 @flax.struct.dataclass
 class PreparedKeys:
-  """The batched key-side work of a scorer (`cache`, leading axis B) and the key size it was made from."""
+  """The batched key-side work of a scorer (`cache`, leading axis B) and the key size and number of source
+  positions S it was made from."""
   cache: Any
   key_dim: int = flax.struct.field(pytree_node=False)
+  source_length: int = flax.struct.field(pytree_node=False)
 
 
 class Attention(nn.Module):
@@ -46,15 +49,32 @@ class Attention(nn.Module):
     scorer: registered scorer name (see `attention_jax.scoring.names()`).
     weighting: 'softmax' or 'sparsemax'.
     scorer_options: keyword options for `scoring.init` (e.g. {'hidden_dim': 64} for additive).
+    query_chunks: how T query positions ([B, T, d_q] queries) are scored against the S keys. 'auto' (default):
+      in chunks of `memory_efficient.DEFAULT_CHUNK_SIZE` positions when the scorer's hidden layer would hold T * S
+      * H >= `memory_efficient.CHUNK_ELEMENTS` elements per example (the tanh-MLP scorers on long inputs, where
+      chunks are faster and need a fraction of the memory), else all at once; 'off': all at once; a positive
+      int: chunks of that many positions. Same results either way; the parameters do not depend on it.
   """
   scorer: str = 'additive'
   weighting: str = 'softmax'
   scorer_options: Mapping[str, Any] = FrozenDict()
+  query_chunks: str | int = 'auto'
 
   def __post_init__(self):
     scoring.get(self.scorer)            # fail at construction, listing the valid names
     weighting_lib.get(self.weighting)
+    chunks = self.query_chunks
+    if not (chunks in ('auto', 'off') or (isinstance(chunks, int) and not isinstance(chunks, bool) and chunks > 0)):
+      raise ValueError(f"query_chunks must be 'auto', 'off' or a positive number of query positions; got {chunks!r}.")
     super().__post_init__()
+
+  def _chunk_size(self, params: dict, query: Array, source_length: int) -> int | None:
+    """The number of query positions per chunk for this call, or None to score them all at once."""
+    if query.ndim != 3 or self.query_chunks == 'off':
+      return None
+    if self.query_chunks == 'auto':
+      return memory_efficient.chunk_size_for(self.scorer, params, query, source_length)
+    return self.query_chunks
 
   @nn.compact
   def scorer_params(self, query_dim: int, key_dim: int) -> dict:
@@ -65,17 +85,26 @@ class Attention(nn.Module):
   def prepare_keys(self, keys: Array, *, query_dim: int) -> PreparedKeys:
     """keys [B, S, d_k] -> PreparedKeys (the query-independent work, done once per source batch)."""
     params = self.scorer_params(query_dim, keys.shape[-1])
-    return PreparedKeys(attention.batched_prepare_keys(self.scorer, params, keys), keys.shape[-1])
+    return PreparedKeys(attention.batched_prepare_keys(self.scorer, params, keys), keys.shape[-1], keys.shape[-2])
 
   def score_prepared(self, query: Array, prepared: PreparedKeys, **state: Array) -> Array:
     """query [B, d_q] or [B, T, d_q] against prepared keys -> scores [B, (T,) S] float32 (no weighting)."""
     params = self.scorer_params(query.shape[-1], prepared.key_dim)
+    chunk_size = self._chunk_size(params, query, prepared.source_length)
+    if chunk_size:
+      return memory_efficient.chunked_batched_score_prepared(self.scorer, params, query, prepared.cache,
+                                                             chunk_size=chunk_size, **state)
     return attention.batched_score_prepared(self.scorer, params, query, prepared.cache, **state)
 
   def attend_prepared(self, query: Array, prepared: PreparedKeys, values: Array, mask: Array | None = None,
                       **state: Array) -> tuple[Array, Array]:
     """query [B, d_q] or [B, T, d_q] against prepared keys -> (context [B, (T,) d_v], weights [B, (T,) S])."""
     params = self.scorer_params(query.shape[-1], prepared.key_dim)
+    chunk_size = self._chunk_size(params, query, values.shape[-2])
+    if chunk_size:
+      return memory_efficient.chunked_batched_attend_prepared(self.scorer, params, query, prepared.cache, values,
+                                                              mask, chunk_size=chunk_size, weighting=self.weighting,
+                                                              **state)
     return attention.batched_attend_prepared(self.scorer, params, query, prepared.cache, values, mask,
                                              weighting=self.weighting, **state)
 
@@ -83,6 +112,10 @@ class Attention(nn.Module):
                **state: Array) -> tuple[Array, Array]:
     """Returns (context [B, d_v] or [B, T, d_v], weights [B, S] or [B, T, S] float32)."""
     params = self.scorer_params(query.shape[-1], keys.shape[-1])
+    chunk_size = self._chunk_size(params, query, keys.shape[-2])
+    if chunk_size:
+      return memory_efficient.chunked_batched_attend(self.scorer, params, query, keys, values, mask,
+                                                     chunk_size=chunk_size, weighting=self.weighting, **state)
     return attention.batched_attend(self.scorer, params, query, keys, values, mask, weighting=self.weighting,
                                     **state)
 

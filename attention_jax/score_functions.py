@@ -196,6 +196,12 @@ def _tanh_scores_bwd(residuals, d_scores):
 tanh_scores.defvjp(_tanh_scores_fwd, _tanh_scores_bwd)
 
 
+def tanh_hidden_size(params: Params) -> int:
+  """H, the width of the hidden layer of a tanh-MLP scorer (additive, concat, location_aware, coverage), from
+  its output vector v [H]."""
+  return int(params['v'].shape[-1])
+
+
 def _check_per_position(name: str, value: Array, length: int) -> None:
   """Raises ValueError unless a scorer's state `name` has shape [S] = (length,) like the keys."""
   if value.shape != (length,):

@@ -60,6 +60,10 @@ declarations instead of special-casing names (a new scorer, stateful or not, nee
   equal_dims             True when the scorer needs d_q == d_k (dot, scaled_dot, cosine); decoders then project
                          the keys to the query size.
   options                the keyword options of `init`, with their defaults.
+  hidden_size            `hidden_size(params) -> H` for the scorers that form an [S, H] tanh hidden layer for
+                         every query (additive, concat, location_aware, coverage), else None. With T query
+                         positions that layer is [T, S, H] per example; `memory_efficient` and the `Attention`
+                         module read it to process long query sequences in chunks.
 """
 
 from __future__ import annotations
@@ -122,6 +126,8 @@ class Scorer:
     options: the keyword options `init_fn` accepts, with their defaults.
     equal_dims: True when the scorer needs query_dim == key_dim.
     source_length_option: the option of `init_fn` that takes the number of source positions, or None.
+    hidden_size: `hidden_size(params) -> H`, the width of the [S, H] hidden layer the scorer forms for each query,
+      or None for scorers without one.
   """
 
   name: str
@@ -132,6 +138,7 @@ class Scorer:
   options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   equal_dims: bool = False
   source_length_option: str | None = None
+  hidden_size: Callable[[Params], int] | None = None
 
   @property
   def state_names(self) -> tuple[str, ...]:
@@ -149,17 +156,18 @@ SCORERS: dict[str, Scorer] = {
                equal_dims=True),
         Scorer('general', fns.init_general, fns.general_prepare, fns.general_prepared),
         Scorer('additive', fns.init_additive, fns.additive_prepare, fns.additive_prepared,
-               options={'hidden_dim': 128, 'use_bias': False, 'normalize': False}),
-        Scorer('concat', fns.init_concat, fns.concat_prepare, fns.concat_prepared, options={'hidden_dim': 128}),
+               options={'hidden_dim': 128, 'use_bias': False, 'normalize': False}, hidden_size=fns.tanh_hidden_size),
+        Scorer('concat', fns.init_concat, fns.concat_prepare, fns.concat_prepared, options={'hidden_dim': 128},
+               hidden_size=fns.tanh_hidden_size),
         Scorer('cosine', fns.init_cosine, fns.cosine_prepare, fns.cosine_prepared, options={'init_scale': 10.0},
                equal_dims=True),
         Scorer('location', fns.init_location, fns.location_prepare, fns.location_prepared,
                options={'max_source_length': None}, source_length_option='max_source_length'),
         Scorer('location_aware', fns.init_location_aware, fns.additive_prepare, fns.location_aware_prepared,
                state={'prev_weights': PREVIOUS_WEIGHTS},
-               options={'hidden_dim': 128, 'num_filters': 8, 'kernel_size': 5}),
+               options={'hidden_dim': 128, 'num_filters': 8, 'kernel_size': 5}, hidden_size=fns.tanh_hidden_size),
         Scorer('coverage', fns.init_coverage, fns.additive_prepare, fns.coverage_prepared,
-               state={'coverage': COVERAGE}, options={'hidden_dim': 128}),
+               state={'coverage': COVERAGE}, options={'hidden_dim': 128}, hidden_size=fns.tanh_hidden_size),
     )
 }
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from attention_jax import attention
+from attention_jax import memory_efficient
 from attention_jax import scoring
 from attention_jax.memory_efficient import chunked_batched_attend
 
@@ -63,3 +64,53 @@ def test_bad_chunk_inputs():
     chunked_batched_attend('general', params, query[:, 0], keys, values, mask)
   with pytest.raises(ValueError, match='chunk_size must be positive'):
     chunked_batched_attend('general', params, query, keys, values, mask, chunk_size=0)
+
+
+@pytest.mark.parametrize('chunk_size', [2, 7])
+@pytest.mark.parametrize('name', ['location_aware', 'coverage', 'general'])
+def test_chunked_scores_and_prepared_attention_equal_reference(name, chunk_size):
+  params, query, keys, values, mask, state = inputs(name)
+  if name == 'coverage':
+    state = {'coverage': jnp.cumsum(jnp.full((2, 7, 5), 0.2), axis=1)}
+  cache = attention.batched_prepare_keys(name, params, keys)
+  np.testing.assert_allclose(
+      memory_efficient.chunked_batched_score_prepared(name, params, query, cache, chunk_size=chunk_size, **state),
+      attention.batched_score_prepared(name, params, query, cache, **state), rtol=1e-5, atol=1e-6)
+  got = memory_efficient.chunked_batched_attend_prepared(name, params, query, cache, values, mask,
+                                                         chunk_size=chunk_size, weighting='sparsemax', **state)
+  want = attention.batched_attend_prepared(name, params, query, cache, values, mask, weighting='sparsemax', **state)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_hidden_size_is_declared_by_the_tanh_mlp_scorers_only():
+  for name in scoring.names():
+    options = dict(hidden_dim=5) if 'hidden_dim' in scoring.get(name).options else {}
+    params = scoring.init(name, jax.random.key(0), 4, 4, **scoring.with_source_length(name, options, 6))
+    elements = memory_efficient.hidden_layer_elements(name, params, query_length=3, source_length=6)
+    if name in ('additive', 'concat', 'location_aware', 'coverage'):
+      assert scoring.get(name).hidden_size(params) == 5 and elements == 3 * 6 * 5
+    else:
+      assert scoring.get(name).hidden_size is None and elements == 0
+
+
+def test_chunk_size_for_chunks_long_tanh_mlp_attention_only():
+  params = scoring.init('additive', jax.random.key(0), 4, 4, hidden_dim=128)
+  query = lambda t: jnp.zeros((2, t, 4))
+  reaching = -(-memory_efficient.CHUNK_ELEMENTS // (64 * 128))   # the fewest keys S with 64 * S * 128 >= threshold
+  threshold = reaching * 64
+  chunk = memory_efficient.DEFAULT_CHUNK_SIZE
+  assert memory_efficient.chunk_size_for('additive', params, query(64), reaching) == chunk
+  assert memory_efficient.chunk_size_for('additive', params, query(64), reaching - 1) is None
+  assert memory_efficient.chunk_size_for('additive', params, query(chunk), 10 * threshold) is None     # one chunk
+  assert memory_efficient.chunk_size_for('additive', params, jnp.zeros((2, 4)), 10 * threshold) is None  # [B, d_q]
+  assert memory_efficient.chunk_size_for('general', scoring.init('general', jax.random.key(0), 4, 4), query(64),
+                                         10 * threshold) is None
+
+
+def test_chunked_attention_checks_its_inputs():
+  params, query, keys, values, mask, _ = inputs('additive')
+  with pytest.raises(ValueError, match=r'values must have shape \[B, S, d_v\]'):
+    chunked_batched_attend('additive', params, query, keys, values[:, :3], mask)
+  with pytest.raises(ValueError, match=r'mask must have shape'):
+    chunked_batched_attend('additive', params, query, keys, values, mask[:, :3])

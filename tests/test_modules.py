@@ -1,11 +1,14 @@
 """Flax modules: same numbers as the pure functions, prepared-keys path, multi-head parity, errors."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.core import FrozenDict
 
 from attention_jax import attention
+from attention_jax import memory_efficient
 from attention_jax import modules
 from attention_jax import scoring
 
@@ -175,3 +178,58 @@ def test_transformer_encoder_with_fused_attention_gives_the_same_model():
   with pytest.raises(ValueError, match='Unknown transformer_attention .flash.. Valid: vmap, xla, cudnn'):
     build_model({**config, 'transformer_attention': 'flash'}, source_vocab_size=9, target_vocab_size=9,
                 max_source_length=6)
+
+
+def _scan_count(fn, *args) -> int:
+  return str(jax.make_jaxpr(fn)(*args)).count('scan[')
+
+
+@pytest.mark.parametrize('scorer, weighting', [('additive', 'softmax'), ('coverage', 'sparsemax')])
+def test_attention_module_chunks_long_query_sequences_with_the_same_results(monkeypatch, scorer, weighting):
+  rng = np.random.default_rng(0)
+  b, t, s, d = 2, 11, 5, 4
+  query, keys = (jnp.asarray(rng.standard_normal(shape), jnp.float32) for shape in ((b, t, d), (b, s, d)))
+  mask = jnp.asarray(rng.random((b, s)) > 0.3).at[:, 0].set(True)
+  state = {'coverage': jnp.full((b, t, s), 0.1)} if scorer == 'coverage' else {}
+  options = FrozenDict({'hidden_dim': 3})
+  variables = modules.Attention(scorer, weighting, options).init(jax.random.key(0), query, keys, keys, mask, **state)
+  # A threshold the test's T * S * H = 11 * 5 * 3 reaches, and chunks of 4 (two, and the last 3 positions).
+  monkeypatch.setattr(memory_efficient, 'CHUNK_ELEMENTS', t * s * 3)
+  monkeypatch.setattr(memory_efficient, 'DEFAULT_CHUNK_SIZE', 4)
+  outputs, scans = {}, {}
+  for chunks in ('auto', 'off', 5):
+    module = modules.Attention(scorer, weighting, options, query_chunks=chunks)
+
+    def forward(params, query, keys, module=module):
+      return module.apply({'params': params}, query, keys, keys, mask, **state)
+
+    def loss(params, query, keys, forward=forward):
+      context, weights = forward(params, query, keys)
+      return jnp.sum(context ** 2) + jnp.sum(weights[..., 1])
+
+    def prepared(params, query, keys, module=module):   # the decoders' path: keys prepared once, then scores
+      def run(m):
+        keys_prepared = m.prepare_keys(keys, query_dim=d)
+        return m.attend_prepared(query, keys_prepared, keys, mask, **state), m.score_prepared(
+            query, keys_prepared, **state)
+      return nn.apply(run, module)({'params': params})
+
+    outputs[chunks] = (forward(variables['params'], query, keys),
+                       jax.grad(loss, argnums=(0, 1, 2))(variables['params'], query, keys),
+                       prepared(variables['params'], query, keys))
+    scans[chunks] = _scan_count(forward, variables['params'], query, keys)
+    assert _scan_count(prepared, variables['params'], query, keys) == 2 * scans[chunks]
+  assert scans == {'auto': 1, 'off': 0, 5: 1}
+  for chunks in ('auto', 5):
+    jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6),
+                 outputs[chunks], outputs['off'])
+  monkeypatch.setattr(memory_efficient, 'CHUNK_ELEMENTS', t * s * 3 + 1)    # just below: all at once
+  module = modules.Attention(scorer, weighting, options)
+  assert _scan_count(lambda p: module.apply({'params': p}, query, keys, keys, mask, **state),
+                     variables['params']) == 0
+
+
+@pytest.mark.parametrize('bad', ['on', 0, -2, 2.5, True, None])
+def test_attention_module_rejects_bad_query_chunks(bad):
+  with pytest.raises(ValueError, match="query_chunks must be 'auto', 'off' or a positive number"):
+    modules.Attention('additive', query_chunks=bad)

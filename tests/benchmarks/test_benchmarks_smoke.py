@@ -231,3 +231,15 @@ def test_xla_flags_refuses_bad_arguments_before_running_anything(argv, capsys):
   with pytest.raises(SystemExit):
     xla_flags.main(['--quick', *argv])
   assert 'round 1' not in capsys.readouterr().out
+
+
+def test_query_chunks_benchmark_times_both_forms_and_names_the_rule_s_choice(tmp_path):
+  from attention_jax import memory_efficient
+  from benchmarks import query_chunks
+  result = query_chunks.main(['--quick', '--out', str(tmp_path / 'query_chunks.json')])
+  small, large = result['rows']              # T * S * H below and at memory_efficient.CHUNK_ELEMENTS
+  assert (small['auto'], large['auto']) == ('all at once', 'chunks of 8')
+  assert all(row['all_at_once_ms'] > 0 and row['chunks_ms'] > 0 and row['auto_vs_faster'] >= 1.0
+             for row in result['rows'])
+  assert large['chunks_MiB'] < large['all_at_once_MiB']
+  assert json.loads((tmp_path / 'query_chunks.json').read_text())['chunk_elements'] == memory_efficient.CHUNK_ELEMENTS

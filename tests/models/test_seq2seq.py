@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from attention_jax import memory_efficient
 from attention_jax import scoring
 from attention_jax.models import ENCODERS, Seq2Seq, build_model
 
@@ -66,6 +67,21 @@ def test_every_other_combination(encoder, decoder, scorer, input_feeding):
     pytest.param('sparsemax', 'luong', 'general', marks=pytest.mark.slow)])
 def test_sparse_weightings_in_both_decoders(weighting, decoder, scorer):
   check_combination('bigru', decoder, scorer, True, weighting=weighting)
+
+
+@pytest.mark.parametrize('weighting', ['softmax', 'sparsemax'])
+def test_luong_parallel_attention_in_query_chunks_equals_stepping(monkeypatch, weighting):
+  # The parallel Luong path attends with all T_LEN states at once; with a threshold every input reaches, its
+  # Attention module takes them in chunks of 3 (one chunk, then the last position): attend (softmax) or score
+  # (sparsemax, weighted by the decoder). Stepping attends one state at a time, unchunked.
+  model = make('bigru', 'luong', 'concat', input_feeding=False, weighting=weighting)
+  variables = model.init(jax.random.key(0), SOURCE, TARGET_IN)
+  scans = lambda: str(jax.make_jaxpr(lambda v: model.apply(v, SOURCE, TARGET_IN))(variables)).count('scan[')
+  unchunked = scans()
+  monkeypatch.setattr(memory_efficient, 'CHUNK_ELEMENTS', 1)
+  monkeypatch.setattr(memory_efficient, 'DEFAULT_CHUNK_SIZE', 3)
+  assert scans() == unchunked + 1
+  check_combination('bigru', 'luong', 'concat', False, weighting=weighting)
 
 
 def check_combination(encoder, decoder, scorer, input_feeding, **overrides):
