@@ -73,6 +73,8 @@ def _map_query_chunks(fn: Callable[..., Any], per_query: tuple[Array, ...], chun
                               mapped))
   if remainder:
     parts.append(step(tuple(x[:, chunks * chunk_size:] for x in per_query)))
+  if not parts:      # no query positions: nothing to chunk
+    return fn(*per_query)
   return parts[0] if len(parts) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *parts)
 
 

@@ -1,6 +1,6 @@
 """When taking the query positions in chunks pays: `modules.Attention`'s 'auto' rule against all at once and chunks.
 
-    python -m benchmarks.query_chunks           # ~3 min on 2 CPU cores
+    python -m benchmarks.query_chunks           # ~4 min on 2 CPU cores
     python -m benchmarks.query_chunks --quick   # smoke run
 
 Additive attention with T query positions over S keys (queries [B, T, d], keys = values [B, S, d], padding mask
@@ -23,8 +23,10 @@ from attention_jax import modules
 from benchmarks import harness
 
 MODULE = 'benchmarks.query_chunks'
-# (B, T, S, d, H) around the threshold of 0.12 M hidden-layer elements per example (memory_efficient.CHUNK_ELEMENTS), and up to 140x it.
-CASES = ((32, 20, 20, 256, 256), (32, 20, 50, 128, 128), (32, 40, 50, 128, 128), (64, 20, 50, 256, 256), (16, 50, 100, 128, 128),
+# (B, T, S, d, H) around the threshold of 0.12 M hidden-layer elements per example
+# (memory_efficient.CHUNK_ELEMENTS), and up to 140x it.
+CASES = ((32, 20, 20, 256, 256), (32, 20, 50, 128, 128), (32, 40, 50, 128, 128),
+         (64, 20, 50, 256, 256), (16, 50, 100, 128, 128),
          (16, 50, 100, 256, 256), (16, 50, 400, 128, 128), (8, 64, 512, 64, 128), (8, 64, 2048, 64, 128))
 QUICK_CASES = ((4, 12, 16, 8, 8), (2, 16, 64, 8, 256))
 

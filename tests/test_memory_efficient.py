@@ -114,3 +114,9 @@ def test_chunked_attention_checks_its_inputs():
     chunked_batched_attend('additive', params, query, keys, values[:, :3], mask)
   with pytest.raises(ValueError, match=r'mask must have shape'):
     chunked_batched_attend('additive', params, query, keys, values, mask[:, :3])
+
+
+def test_chunked_attention_of_no_query_positions_is_empty():
+  params, query, keys, values, mask, _ = inputs('additive')
+  context, weights = chunked_batched_attend('additive', params, query[:, :0], keys, values, mask, chunk_size=3)
+  assert context.shape == (2, 0, 3) and weights.shape == (2, 0, 5)

@@ -69,19 +69,24 @@ def test_sparse_weightings_in_both_decoders(weighting, decoder, scorer):
   check_combination('bigru', decoder, scorer, True, weighting=weighting)
 
 
-@pytest.mark.parametrize('weighting', ['softmax', 'sparsemax'])
-def test_luong_parallel_attention_in_query_chunks_equals_stepping(monkeypatch, weighting):
+@pytest.mark.parametrize('options', [dict(weighting='sparsemax'), dict(locality='local_m', local_window=1)])
+def test_luong_parallel_attention_in_query_chunks_equals_stepping(monkeypatch, options):
   # The parallel Luong path attends with all T_LEN states at once; with a threshold every input reaches, its
-  # Attention module takes them in chunks of 3 (one chunk, then the last position): attend (softmax) or score
-  # (sparsemax, weighted by the decoder). Stepping attends one state at a time, unchunked.
-  model = make('bigru', 'luong', 'concat', input_feeding=False, weighting=weighting)
+  # Attention module takes them in chunks of 3 (one chunk, then the last position): attend_prepared (a global
+  # weighting) or score_prepared (local_m, whose window the decoder applies to the scores). Stepping attends one
+  # state at a time, unchunked.
+  model = make('bigru', 'luong', 'concat', input_feeding=False, **options)
   variables = model.init(jax.random.key(0), SOURCE, TARGET_IN)
   scans = lambda: str(jax.make_jaxpr(lambda v: model.apply(v, SOURCE, TARGET_IN))(variables)).count('scan[')
-  unchunked = scans()
+  loss = lambda v: jnp.sum(model.apply(v, SOURCE, TARGET_IN)[0] ** 2)
+  unchunked, unchunked_scans = (model.apply(variables, SOURCE, TARGET_IN), jax.grad(loss)(variables)), scans()
   monkeypatch.setattr(memory_efficient, 'CHUNK_ELEMENTS', 1)
   monkeypatch.setattr(memory_efficient, 'DEFAULT_CHUNK_SIZE', 3)
-  assert scans() == unchunked + 1
-  check_combination('bigru', 'luong', 'concat', False, weighting=weighting)
+  chunked = (model.apply(variables, SOURCE, TARGET_IN), jax.grad(loss)(variables))
+  assert scans() == unchunked_scans + 1
+  jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6), chunked, unchunked)
+  for got, want in zip(stepwise(model, variables, SOURCE, TARGET_IN), chunked[0]):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def check_combination(encoder, decoder, scorer, input_feeding, **overrides):
