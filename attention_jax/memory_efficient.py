@@ -16,8 +16,9 @@ When it pays: the hidden layer of the vmapped form is written and read back in f
 reused. From T * S * H = CHUNK_ELEMENTS (120,000) hidden-layer elements per example, chunks of 8 queries were as
 fast or faster for forward + backward on AMD EPYC (1.00-1.32x from 0.13 M to 16.8 M; 2.2-2.3x at 4.2 M and 16.8 M
 on Sapphire Rapids) with 1.7-6.8x less compiled memory; below it, at 0.10 M, they were 0.92-0.94x
-(`python -m benchmarks.query_chunks`, BENCHMARKS.md section 1). `chunk_size_for` applies that rule, and
-`modules.Attention` follows it by default (`query_chunks='auto'`).
+(`python -m benchmarks.query_chunks`, BENCHMARKS.md section 1). `chunk_size_for` applies that rule on the CPU,
+where it was measured, and `modules.Attention` follows it by default (`query_chunks='auto'`); on a GPU or TPU
+pass a chunk size to save memory.
 """
 
 from __future__ import annotations
@@ -47,9 +48,14 @@ def hidden_layer_elements(scorer: str | scoring.Scorer, params: dict, query_leng
 
 
 def chunk_size_for(scorer: str | scoring.Scorer, params: dict, query: Array, source_length: int) -> int | None:
-  """DEFAULT_CHUNK_SIZE when chunking query [B, T, d_q] pays (T * S * H >= CHUNK_ELEMENTS per example and T >
-  DEFAULT_CHUNK_SIZE), else None (one query [B, d_q], a scorer without a hidden layer, or a small layer)."""
-  if query.ndim != 3 or query.shape[1] <= DEFAULT_CHUNK_SIZE:
+  """DEFAULT_CHUNK_SIZE when chunking query [B, T, d_q] pays, else None (one query [B, d_q], T <=
+  DEFAULT_CHUNK_SIZE, a scorer without a hidden layer, a layer of T * S * H < CHUNK_ELEMENTS per example, or a
+  default backend other than the CPU).
+
+  CPU only: the threshold is measured on CPUs. On a GPU or TPU the vmapped form is one parallel computation and a
+  loop over chunks serialises it, so there chunking is a memory choice, made by passing a chunk size.
+  """
+  if query.ndim != 3 or query.shape[1] <= DEFAULT_CHUNK_SIZE or jax.default_backend() != 'cpu':
     return None
   elements = hidden_layer_elements(scorer, params, query.shape[1], source_length)
   return DEFAULT_CHUNK_SIZE if elements >= CHUNK_ELEMENTS else None

@@ -50,11 +50,12 @@ class Attention(nn.Module):
     weighting: 'softmax' or 'sparsemax'.
     scorer_options: keyword options for `scoring.init` (e.g. {'hidden_dim': 64} for additive).
     query_chunks: how T query positions ([B, T, d_q] queries) are scored against the S keys. 'auto' (default):
-      in chunks of `memory_efficient.DEFAULT_CHUNK_SIZE` positions when T is larger than that and the scorer's
-      hidden layer would hold T * S * H >= `memory_efficient.CHUNK_ELEMENTS` elements per example (the tanh-MLP
-      scorers on long inputs, where chunks are faster and need a fraction of the memory), else all at once;
-      'off': all at once; a positive int: chunks of that many positions. Same results either way; the
-      parameters do not depend on it.
+      on the CPU, in chunks of `memory_efficient.DEFAULT_CHUNK_SIZE` positions when T is larger than that and the
+      scorer's hidden layer would hold T * S * H >= `memory_efficient.CHUNK_ELEMENTS` elements per example (the
+      tanh-MLP scorers on long inputs, where chunks are faster and need a fraction of the memory), else all at
+      once; on a GPU or TPU all at once (the rule is measured on CPUs); 'off': all at once; a positive int: chunks
+      of that many positions (to save memory anywhere). Same results either way; the parameters do not depend
+      on it.
   """
   scorer: str = 'additive'
   weighting: str = 'softmax'

@@ -108,6 +108,15 @@ def test_chunk_size_for_chunks_long_tanh_mlp_attention_only():
                                          10 * threshold) is None
 
 
+def test_chunk_size_for_leaves_accelerators_all_at_once(monkeypatch):
+  params = scoring.init('additive', jax.random.key(0), 4, 4, hidden_dim=128)
+  long_query, long_source = jnp.zeros((2, 64, 4)), memory_efficient.CHUNK_ELEMENTS
+  assert memory_efficient.chunk_size_for('additive', params, long_query, long_source) is not None
+  for backend in ('gpu', 'tpu'):
+    monkeypatch.setattr(jax, 'default_backend', lambda backend=backend: backend)
+    assert memory_efficient.chunk_size_for('additive', params, long_query, long_source) is None
+
+
 def test_chunked_attention_checks_its_inputs():
   params, query, keys, values, mask, _ = inputs('additive')
   with pytest.raises(ValueError, match=r'values must have shape \[B, S, d_v\]'):
