@@ -134,8 +134,6 @@ def chunked_batched_attend(scorer: str | scoring.Scorer, params: dict, query: Ar
   """
   _check_query(query, 'chunked_batched_attend')
   attention.check_batched(query, keys, values, mask, state)
-  if chunk_size <= 0:
-    raise ValueError(f'chunk_size must be positive; got {chunk_size}.')
   cache = attention.batched_prepare_keys(scorer, params, keys)
   return chunked_batched_attend_prepared(scorer, params, query, cache, values, mask, chunk_size=chunk_size,
                                          weighting=weighting, **state)

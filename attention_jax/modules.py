@@ -102,7 +102,7 @@ class Attention(nn.Module):
                       **state: Array) -> tuple[Array, Array]:
     """query [B, d_q] or [B, T, d_q] against prepared keys -> (context [B, (T,) d_v], weights [B, (T,) S])."""
     params = self.scorer_params(query.shape[-1], prepared.key_dim)
-    chunk_size = self._chunk_size(params, query, values.shape[-2])
+    chunk_size = self._chunk_size(params, query, prepared.source_length)
     if chunk_size:
       return memory_efficient.chunked_batched_attend_prepared(self.scorer, params, query, prepared.cache, values,
                                                               mask, chunk_size=chunk_size, weighting=self.weighting,

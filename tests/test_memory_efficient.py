@@ -98,14 +98,14 @@ def test_chunk_size_for_chunks_long_tanh_mlp_attention_only():
   params = scoring.init('additive', jax.random.key(0), 4, 4, hidden_dim=128)
   query = lambda t: jnp.zeros((2, t, 4))
   reaching = -(-memory_efficient.CHUNK_ELEMENTS // (64 * 128))   # the fewest keys S with 64 * S * 128 >= threshold
-  threshold = reaching * 64
+  long_source = 640 * reaching                                    # far above the threshold for T >= 1
   chunk = memory_efficient.DEFAULT_CHUNK_SIZE
   assert memory_efficient.chunk_size_for('additive', params, query(64), reaching) == chunk
   assert memory_efficient.chunk_size_for('additive', params, query(64), reaching - 1) is None
-  assert memory_efficient.chunk_size_for('additive', params, query(chunk), 10 * threshold) is None     # one chunk
-  assert memory_efficient.chunk_size_for('additive', params, jnp.zeros((2, 4)), 10 * threshold) is None  # [B, d_q]
+  assert memory_efficient.chunk_size_for('additive', params, query(chunk), long_source) is None     # one chunk
+  assert memory_efficient.chunk_size_for('additive', params, jnp.zeros((2, 4)), long_source) is None  # [B, d_q]
   assert memory_efficient.chunk_size_for('general', scoring.init('general', jax.random.key(0), 4, 4), query(64),
-                                         10 * threshold) is None
+                                         long_source) is None
 
 
 def test_chunk_size_for_leaves_accelerators_all_at_once(monkeypatch):
