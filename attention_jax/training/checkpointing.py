@@ -9,7 +9,8 @@ Saves are asynchronous; orbax writes into a temporary directory and renames it w
 killed mid-save leaves only complete checkpoints visible to the next run.
 
 Restoring a checkpoint whose arrays do not fit the state it is restored into (written by another model config)
-raises a ValueError naming the checkpoint and the first differing array.
+raises a ValueError naming the checkpoint and the first differing array. A checkpoint written before the optimizer
+packed its small parameter leaves (`packed_optimizer`) is restored with its moments packed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
+
+from attention_jax.training import packed_optimizer
 
 AVERAGED = 'averaged'
 # restore_for_inference's names for the directories under a workdir that are not the directory name itself.
@@ -95,12 +98,54 @@ def _restore(manager, step, abstract_state, expected: tuple[str, str] = _FROM_AN
   mismatch with a dump of both trees, and a failed read leaves its pending reads printing tracebacks at exit."""
   if step is None:
     return None
-  differences = _differences(_saved_metadata(manager, step), abstract_state)
+  saved_tree = _saved_metadata(manager, step)
+  differences = _differences(saved_tree, abstract_state)
+  if differences and all(path.startswith('opt_state/') for path, _, _ in differences):
+    # Perhaps written before the optimizer packed its small leaves (packed_optimizer): its moments are parameter-
+    # shaped trees where abstract_state has PackedLeaves. Restored as saved and packed, the run goes on exactly.
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_abstract_from_metadata(saved_tree)), data=ocp.args.JsonRestore()))
+    state = _with_packed_optimizer_state(restored['state'], abstract_state)
+    if state is not None:
+      return state, restored['data']
   if differences:
     raise ValueError(_mismatch_message(os.path.join(str(manager.directory), str(step)), differences, *expected))
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
                                                           data=ocp.args.JsonRestore()))
   return restored['state'], restored['data']
+
+
+def _is_packed(node) -> bool:
+  return isinstance(node, packed_optimizer.PackedLeaves)
+
+
+def _with_packed_optimizer_state(saved_state, abstract_state):
+  """abstract_state's tree filled from `saved_state` (a checkpoint restored as saved: nested dicts and lists), whose
+  optimizer state holds a parameter-shaped tree wherever abstract_state holds PackedLeaves, packed; placed as
+  abstract_state's leaves are. None if the saved state is not that (another model or optimizer)."""
+  nodes, treedef = jax.tree_util.tree_flatten_with_path(abstract_state, is_leaf=_is_packed)
+  values = []
+  try:
+    for path, node in nodes:
+      saved = saved_state
+      for key in path:
+        saved = saved[key.key if isinstance(key, jax.tree_util.DictKey) else
+                      key.name if isinstance(key, jax.tree_util.GetAttrKey) else key.idx]
+      if _is_packed(node):
+        saved = packed_optimizer.pack(saved)
+        if (saved.small.shape != node.small.shape or
+            [np.shape(leaf) for leaf in saved.large] != [leaf.shape for leaf in node.large]):
+          return None
+        values.append(jax.tree.map(lambda leaf, like: jax.device_put(leaf, like.sharding), saved, node))
+      elif not hasattr(node, 'shape'):                   # a Python scalar in the abstract state (the step)
+        values.append(type(node)(saved))
+      elif np.shape(saved) != node.shape:
+        return None
+      else:
+        values.append(jax.device_put(saved, node.sharding))
+  except (KeyError, IndexError, TypeError):
+    return None
+  return jax.tree_util.tree_unflatten(treedef, values)
 
 
 def _saved_metadata(manager, step):

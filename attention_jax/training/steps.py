@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from attention_jax.training import packed_optimizer
+
 Array = jax.Array
 LossFn = Callable[..., tuple[Array, Array, dict[str, Array]]]
 EvalFn = Callable[..., tuple[dict[str, Array], Any]]
@@ -61,7 +63,8 @@ def make_schedule(train_config) -> optax.Schedule:
 
 def make_optimizer(train_config) -> optax.GradientTransformation:
   """Global-norm clipping (if grad_clip_norm > 0), then `adamw` (b2 0.98, eps 1e-9, as Vaswani et al.) or plain
-  `adam` (Kingma & Ba's defaults), on the schedule of make_schedule."""
+  `adam` (Kingma & Ba's defaults), on the schedule of make_schedule; small parameter leaves packed into one vector
+  (`packed_optimizer.pack_small_leaves`: the update compiles once for all of them, not once per leaf shape)."""
   optimizer = train_config.get('optimizer', 'adamw')
   schedule = make_schedule(train_config)
   chain = []
@@ -73,7 +76,7 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
     chain.append(optax.adam(schedule))
   else:
     raise ValueError(f'Unknown optimizer {optimizer!r}. Valid optimizers: {", ".join(OPTIMIZERS)}.')
-  return optax.chain(*chain)
+  return packed_optimizer.pack_small_leaves(optax.chain(*chain))
 
 
 # XLA options for compiling the initialisation on CPU. It runs once per process, so LLVM's optimisation level 1
@@ -156,7 +159,7 @@ def apply_gradients_if_finite(state: train_state.TrainState, grads: Any,
     (new state, grad_norm [] float32, nonfinite_step [] int32: state.step if the update was skipped, else
     NO_NONFINITE_STEP).
   """
-  grad_norm = optax.tree.norm(grads)
+  grad_norm = packed_optimizer.global_norm(grads)     # packed as the optimizer packs them: computed once
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   new_state = state.apply_gradients(grads=grads)
   new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
