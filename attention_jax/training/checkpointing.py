@@ -102,7 +102,8 @@ def _restore(manager, step, abstract_state, expected: tuple[str, str] = _FROM_AN
   differences = _differences(saved_tree, abstract_state)
   if differences and all(path.startswith('opt_state/') for path, _, _ in differences):
     # Perhaps written before the optimizer packed its small leaves (packed_optimizer): its moments are parameter-
-    # shaped trees where abstract_state has PackedLeaves. Restored as saved and packed, the run goes on exactly.
+    # shaped trees where abstract_state has PackedLeaves. Restored as saved and packed, the run goes on with the
+    # same parameters and moments.
     restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(_abstract_from_metadata(saved_tree)), data=ocp.args.JsonRestore()))
     state = _with_packed_optimizer_state(restored['state'], abstract_state)
@@ -121,8 +122,9 @@ def _is_packed(node) -> bool:
 
 def _with_packed_optimizer_state(saved_state, abstract_state):
   """abstract_state's tree filled from `saved_state` (a checkpoint restored as saved: nested dicts and lists), whose
-  optimizer state holds a parameter-shaped tree wherever abstract_state holds PackedLeaves, packed; placed as
-  abstract_state's leaves are. None if the saved state is not that (another model or optimizer)."""
+  optimizer state holds a parameter-shaped tree wherever abstract_state holds PackedLeaves, packed (per seed when
+  the states are stacked along leading seed axes); placed and typed as abstract_state's leaves are. None if the
+  saved state is not that (another model or optimizer)."""
   nodes, treedef = jax.tree_util.tree_flatten_with_path(abstract_state, is_leaf=_is_packed)
   values = []
   try:
@@ -132,20 +134,29 @@ def _with_packed_optimizer_state(saved_state, abstract_state):
         saved = saved[key.key if isinstance(key, jax.tree_util.DictKey) else
                       key.name if isinstance(key, jax.tree_util.GetAttrKey) else key.idx]
       if _is_packed(node):
-        saved = packed_optimizer.pack(saved)
+        pack = packed_optimizer.pack
+        for _ in range(node.small.ndim - 1):        # stacked seeds: [K, N]
+          pack = jax.vmap(pack)
+        saved = pack(jax.tree.map(np.asarray, saved))
         if (saved.small.shape != node.small.shape or
             [np.shape(leaf) for leaf in saved.large] != [leaf.shape for leaf in node.large]):
           return None
-        values.append(jax.tree.map(lambda leaf, like: jax.device_put(leaf, like.sharding), saved, node))
+        values.append(jax.tree.map(_placed_like, saved, node))
       elif not hasattr(node, 'shape'):                   # a Python scalar in the abstract state (the step)
-        values.append(type(node)(saved))
-      elif np.shape(saved) != node.shape:
+        values.append(type(node)(np.asarray(saved)))
+      elif not hasattr(saved, 'shape') or saved.shape != node.shape:
         return None
       else:
-        values.append(jax.device_put(saved, node.sharding))
-  except (KeyError, IndexError, TypeError):
+        values.append(_placed_like(saved, node))
+  except (KeyError, IndexError, TypeError, AttributeError, ValueError):
     return None
   return jax.tree_util.tree_unflatten(treedef, values)
+
+
+def _placed_like(array, abstract):
+  """`array` with the dtype and placement of `abstract` (a ShapeDtypeStruct), through the host, so that a state
+  restored on one device can go to a sharding over several processes."""
+  return jax.device_put(np.asarray(jax.device_get(array)).astype(abstract.dtype), abstract.sharding)
 
 
 def _saved_metadata(manager, step):
@@ -307,11 +318,27 @@ def average_checkpoints(workdir: str, last: int, abstract_state=None) -> Average
   params = _params(state)
   total = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), jax.device_get(params))
   for step in chosen[:-1]:
-    older = jax.device_get(_params(_restore(manager, step, target, expected)[0]))
+    older = jax.device_get(_restored_params(manager, step, _params(target), expected))
     total = jax.tree.map(lambda acc, leaf: acc + np.asarray(leaf, np.float32), total, older)
   mean = jax.tree.map(lambda acc, leaf: jax.device_put((acc / np.float32(last)).astype(leaf.dtype), leaf.sharding),
                       total, params)
   return AveragedCheckpoint(_with_params(state, mean), data_state, chosen)
+
+
+def _restored_params(manager, step, abstract_params, expected: tuple[str, str]):
+  """The parameters saved at `step`, checked against abstract_params only: the rest of that checkpoint (its
+  optimizer state, which may have another layout, e.g. from before packed_optimizer) is not compared."""
+  saved_tree = _saved_metadata(manager, step)
+  if saved_tree is not None:
+    differences = _differences({'params': _params(saved_tree)}, {'params': abstract_params})
+    if differences:
+      raise ValueError(_mismatch_message(os.path.join(str(manager.directory), str(step)), differences, *expected))
+    target = _abstract_from_metadata(saved_tree)
+  else:
+    target = None
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                          data=ocp.args.JsonRestore()))
+  return _params(restored['state'])
 
 
 def _abstract_from_metadata(saved_tree):

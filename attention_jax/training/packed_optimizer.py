@@ -1,20 +1,23 @@
 """Small parameter leaves packed into one vector for the optimizer, so that their update compiles once.
 
-XLA compiles an elementwise update (Adam's moments, the clipping scale, the non-finite guard's select, the squares
-of the gradient norm) as one kernel per distinct leaf shape: a GRU's per-gate kernels and biases, attention
-matrices, embeddings and layer biases give a small model a dozen or more shapes, and the update, which takes
-milliseconds to run, took more than a third of the training step's compilation (BENCHMARKS.md section 4: 3.3 of
-8.5 s for the default config on AMD EPYC). Packed, the leaves of at most MAX_PACKED_LEAF_SIZE elements are raveled
-into one float32 vector in tree order and updated as one array; larger leaves are left as they are, since copying
-them in and out of a vector would cost their step more than their kernels cost its compilation.
+XLA compiles an elementwise update (Adam's moments and step, the clipping scale, the non-finite guard's select, the
+squares of the gradient norm) as kernels for each distinct leaf shape: a GRU's per-gate kernels and biases, the
+attention's matrices, embeddings and layer biases give a small model a dozen shapes or more, and the update, which
+takes milliseconds to run, took about 40% of the default config's step compilation on AMD EPYC (BENCHMARKS.md
+section 4). Packed, the float32 leaves of at most MAX_PACKED_LEAF_SIZE elements are raveled into one vector in
+tree order, and the optimizer's state for them (Adam's moments) is kept as that one vector; larger leaves, and
+leaves of other dtypes, are left as they are, since copying large leaves in and out of a vector would cost their
+step more than their kernels cost its compilation.
 
     optimizer = pack_small_leaves(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3)))
-    grad_norm = global_norm(grads)        # the same packing: the step computes it once for both
+    grad_norm = global_norm(grads)        # the norm of the same packing
 
-The inner transformation sees a `PackedLeaves` instead of the parameter tree (so a transformation that needs the
-tree's structure, such as `optax.masked` with a parameter-shaped mask, does not go inside); its state, e.g. Adam's
-moments, is kept packed. Elementwise transformations give the same values as on the tree; reductions over all
-leaves (the global norm) sum in another order, so they agree to float32 rounding.
+The inner transformation sees a `PackedLeaves` instead of the parameter tree: the packed leaves are one 1-D leaf
+to it. Elementwise transformations (Adam, AdamW without a mask, SGD, clipping by the global norm) give the same
+values as on the tree, except that a sum over all leaves (the global norm) adds in another order, so it agrees to
+float32 rounding. Transformations that look at leaves one by one do not go inside: a weight-decay mask (a
+parameter-shaped tree or a callable, which would see the packed vector as one 1-D leaf), per-leaf reductions
+(`scale_by_trust_ratio`, LAMB, Adafactor's factored moments). Parameters and gradients must have the same dtypes.
 """
 
 from __future__ import annotations

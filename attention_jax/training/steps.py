@@ -159,7 +159,8 @@ def apply_gradients_if_finite(state: train_state.TrainState, grads: Any,
     (new state, grad_norm [] float32, nonfinite_step [] int32: state.step if the update was skipped, else
     NO_NONFINITE_STEP).
   """
-  grad_norm = packed_optimizer.global_norm(grads)     # packed as the optimizer packs them: computed once
+  # Over make_optimizer's packing: one reduction for the small leaves, not one per leaf shape.
+  grad_norm = packed_optimizer.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   new_state = state.apply_gradients(grads=grads)
   new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)

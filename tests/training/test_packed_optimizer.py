@@ -92,7 +92,7 @@ def test_make_optimizer_packs_and_matches_clipping_then_adam_on_the_tree():
   reference = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.1))
   unclipped = optax.adam(0.1)
   state, reference_state, unclipped_state = tx.init(params), reference.init(params), unclipped.init(params)
-  assert _has_packed_leaves(state) and not _has_packed_leaves(reference_state)
+  assert _has_packed_leaves(state)
   # A gradient of norm 100 (clipped to 1), then one of norm 0.5: Adam's second step depends on their ratio.
   for scale in (100.0, 0.5):
     grads = {'a': jnp.array([0.6, 0.0, -0.3]) * scale, 'b': jnp.array([[0.0, 0.8], [0.1, 0.0]]) * scale}
@@ -134,4 +134,52 @@ def test_a_checkpoint_with_unpacked_moments_resumes_packed_and_trains_on_the_sam
                                   rng=jnp.zeros((2,), jnp.uint32))
   with pytest.raises(ValueError, match=r'params/embed is saved as \(16385,\), expected \(16386,\)'):
     checkpoints.restore_latest(checkpointing.abstract_like(other))
+  # So does one whose optimizer state differs in more than the packing (here: no clipping's state).
+  unclipped = steps.TrainState.create(apply_fn=None, params=params, tx=packed_optimizer.pack_small_leaves(
+      optax.adam(1e-2)), rng=jnp.zeros((2,), jnp.uint32))
+  with pytest.raises(ValueError, match=r'was written by a different model: .*\(opt_state/'):
+    checkpoints.restore_latest(checkpointing.abstract_like(unclipped))
+  checkpoints.close()
+
+
+def test_stacked_seed_states_with_unpacked_moments_restore_packed_per_seed(tmp_path):
+  params = {'w': jnp.ones((3, 4)), 'b': jnp.zeros((4,))}
+  inner = optax.adam(1e-2)
+
+  def trained(tx, seed):
+    state = steps.TrainState.create(apply_fn=None, params=params, tx=tx, rng=jnp.zeros((2,), jnp.uint32))
+    grads = jax.tree.map(lambda x: jnp.sin(x + seed + jnp.arange(x.size).reshape(x.shape)), params)
+    return state.apply_gradients(grads=grads)
+
+  stack = lambda states: jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+  unpacked = stack([trained(inner, seed) for seed in (0, 1)])         # as studies/ saves K seeds: leading axis
+  checkpoints = checkpointing.Checkpoints(str(tmp_path), keep=1, best_metric=None)
+  checkpoints.save(1, unpacked, {})
+  checkpoints.wait()
+  packed_tx = packed_optimizer.pack_small_leaves(inner)
+  expected = stack([trained(packed_tx, seed) for seed in (0, 1)])
+  state, _ = checkpoints.restore_latest(checkpointing.abstract_like(expected))
+  assert state.opt_state[0].mu.small.shape == (2, 16)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), state.opt_state, expected.opt_state)
+  jax.tree.map(np.testing.assert_array_equal, state.params, unpacked.params)
+  checkpoints.close()
+
+
+def test_averaging_checkpoints_written_before_and_after_packing(tmp_path):
+  params = {'w': jnp.ones((3, 4)), 'b': jnp.zeros((4,))}
+  inner = optax.adam(1e-2)
+  states = []
+  for step, tx in ((1, inner), (2, packed_optimizer.pack_small_leaves(inner))):    # a run resumed across it
+    state = steps.TrainState.create(apply_fn=None, params=jax.tree.map(lambda x, s=step: x + s, params), tx=tx,
+                                    rng=jnp.zeros((2,), jnp.uint32))
+    states.append(state.replace(step=jnp.asarray(step, jnp.int32)))
+  checkpoints = checkpointing.Checkpoints(str(tmp_path), keep=2, best_metric=None)
+  for state in states:
+    checkpoints.save(int(state.step), state, {})
+  checkpoints.wait()
+  for abstract in (None, checkpointing.abstract_like(states[1])):
+    averaged = checkpointing.average_checkpoints(str(tmp_path), 2, abstract)
+    assert averaged.steps == [1, 2]
+    np.testing.assert_allclose(checkpointing._params(averaged.state)['w'], np.full((3, 4), 2.5))
+    np.testing.assert_allclose(checkpointing._params(averaged.state)['b'], np.full((4,), 1.5))
   checkpoints.close()
