@@ -2,12 +2,12 @@
 
 XLA compiles an elementwise update (Adam's moments and step, the clipping scale, the non-finite guard's select, the
 squares of the gradient norm) as kernels for each distinct leaf shape: a GRU's per-gate kernels and biases, the
-attention's matrices, embeddings and layer biases give a small model a dozen shapes or more, and the update, which
-takes milliseconds to run, took about 40% of the default config's step compilation on AMD EPYC (BENCHMARKS.md
-section 4). Packed, the float32 leaves of at most MAX_PACKED_LEAF_SIZE elements are raveled into one vector in
-tree order, and the optimizer's state for them (Adam's moments) is kept as that one vector; larger leaves, and
-leaves of other dtypes, are left as they are, since copying large leaves in and out of a vector would cost their
-step more than their kernels cost its compilation.
+attention's matrices, embeddings and layer biases give a small model a dozen shapes or more, and the update, a few
+elementwise passes over the parameters, took about 40% of the default config's step compilation on AMD EPYC
+(BENCHMARKS.md section 4). Packed, the float32 leaves of at most MAX_PACKED_LEAF_SIZE elements are raveled into
+one vector in tree order, and the optimizer's state for them (Adam's moments) is kept as that one vector; larger
+leaves, and leaves of other dtypes, are left as they are, since copying large leaves in and out of a vector would
+cost their step more than their kernels cost its compilation.
 
     optimizer = pack_small_leaves(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3)))
     grad_norm = global_norm(grads)        # the norm of the same packing
