@@ -104,16 +104,25 @@ def _restore(manager, step, abstract_state, expected: tuple[str, str] = _FROM_AN
     # Perhaps written before the optimizer packed its small leaves (packed_optimizer): its moments are parameter-
     # shaped trees where abstract_state has PackedLeaves. Restored as saved and packed, the run goes on with the
     # same parameters and moments.
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(_abstract_from_metadata(saved_tree)), data=ocp.args.JsonRestore()))
+    restored = _read_as_saved(manager, step, saved_tree)
     state = _with_packed_optimizer_state(restored['state'], abstract_state)
     if state is not None:
       return state, restored['data']
   if differences:
     raise ValueError(_mismatch_message(os.path.join(str(manager.directory), str(step)), differences, *expected))
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                                          data=ocp.args.JsonRestore()))
+  restored = _read(manager, step, abstract_state)
   return restored['state'], restored['data']
+
+
+def _read(manager, step, abstract_state) -> dict:
+  """{'state': the train state restored into abstract_state, 'data': the data-iterator state} of `step`."""
+  return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                       data=ocp.args.JsonRestore()))
+
+
+def _read_as_saved(manager, step, saved_tree) -> dict:
+  """_read with the state as saved (nested dicts and lists, on the first local device), whatever it will fill."""
+  return _read(manager, step, _abstract_from_metadata(saved_tree))
 
 
 def _is_packed(node) -> bool:
@@ -257,9 +266,7 @@ def warm_start_params(params, workdir: str, which: str = 'best') -> WarmStart:
   else:
     raise FileNotFoundError(f'config.train.init_from={workdir!r}: no checkpoint there (looked in {which!r}). It must '
                             'be the --workdir of a finished or interrupted training run.')
-  saved = _abstract_from_metadata(_saved_metadata(manager, step))
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(saved),
-                                                          data=ocp.args.JsonRestore()))['state']
+  restored = _read_as_saved(manager, step, _saved_metadata(manager, step))['state']
   old = traverse_util.flatten_dict(jax.device_get(_params(restored)), sep='/')
   new = traverse_util.flatten_dict(params, sep='/')
   mismatched = [(k, np.shape(old[k]), np.shape(v)) for k, v in new.items() if k in old and np.shape(old[k]) != np.shape(v)]
@@ -333,12 +340,7 @@ def _restored_params(manager, step, abstract_params, expected: tuple[str, str]):
     differences = _differences({'params': _params(saved_tree)}, {'params': abstract_params})
     if differences:
       raise ValueError(_mismatch_message(os.path.join(str(manager.directory), str(step)), differences, *expected))
-    target = _abstract_from_metadata(saved_tree)
-  else:
-    target = None
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
-                                                          data=ocp.args.JsonRestore()))
-  return _params(restored['state'])
+  return _params(_read_as_saved(manager, step, saved_tree)['state'])
 
 
 def _abstract_from_metadata(saved_tree):
