@@ -34,6 +34,9 @@ Variants:
   no_value_grads_in_scan  upper bound: the values (encoder outputs) get none from the scan (nor from the readout's
                           context)
   no_memory_grads_in_scan upper bound: neither keys nor values
+  projected_values        the GRU's context kernel applied to the values once before the scan ([B, S, D] x [D, G]),
+                          each step's context gates the attention-weighted sum of those rows instead of a
+                          [B, D] x [D, G] matmul, the readout's contexts one batched product after the scan
   loss_in_halves          the cross-entropy and the accuracy computed on each half of the batch apart, so that
                           XLA:CPU could run the two halves' passes over the logits side by side
   no_guard                no guard: Adam applied without the global-norm check and the select of the old state
@@ -105,6 +108,8 @@ VARIANTS = {
                                        _decoder_scan(lambda: _teacher_forced(cut=('keys', 'values')))),
     'hand_written_decoder_backward': Variant('same', 'decoder scan with a hand-written backward pass',
                                              _decoder_scan(lambda: _hand_written_teacher_forced())),
+    'projected_values': Variant('same', "context kernel applied to the values once before the scan",
+                                _decoder_scan(lambda: _projected_values_teacher_forced())),
     'loss_in_halves': Variant('same', 'loss and accuracy on each half of the batch apart',
                               lambda: _loss_in_halves_patches()),
     'no_guard': Variant('no guard', 'Adam without the non-finite guard', lambda: [_no_guard_patch()]),
@@ -202,6 +207,37 @@ def _teacher_forced(chunks: int = 1, remat: str | None = None, cut: tuple[str, .
       logits.append(self.readout_logits(states, contexts, embedded_BTE[:, start:stop], train))
       weights.append(chunk_weights)
     return jnp.concatenate(logits, 1), jnp.concatenate(weights, 1)
+
+  return teacher_forced
+
+
+def _projected_values_teacher_forced():
+  """A BahdanauCell.teacher_forced that applies the GRU's context kernel to the values once, [B, S, D] x [D, G],
+  before the scan, so that a step takes its context gates as the weighted sum of those rows
+  (sum_j a_tj (W_c h_j) = W_c sum_j a_tj h_j) instead of a [B, D] x [D, G] matmul; the contexts for the readout are
+  one batched product of the weights with the values after the scan."""
+  import jax
+  import jax.numpy as jnp
+
+  from attention_jax import weighting as weighting_lib
+  from attention_jax.models import decoders
+
+  def teacher_forced(self, carry, embedded_BTE, memory, *, train=False):
+    _check_plain_bahdanau(self, 'projected_values')
+    kernels, context_kernel, embedded_gates_TBG = _decoder_inputs(self, embedded_BTE, memory)
+    projected_BSG = jnp.dot(memory.values, context_kernel)
+    weigh = jax.vmap(weighting_lib.get(self.attention.weighting))
+
+    def step(cell, carry, embedded_gates):
+      scores = cell.attention.score_prepared(decoders.cell_output(carry['rnn']), memory.prepared)
+      weights = weigh(scores, memory.mask)
+      gates = embedded_gates + jnp.einsum('bs,bsg->bg', weights, projected_BSG)
+      rnn_carry, state = cell.rnn.step_from_gates(carry['rnn'], gates, kernels)
+      return {**carry, 'rnn': rnn_carry}, (state, weights)
+
+    _, (states_BTH, weights_BTS) = decoders._scan_steps(step, self, carry, embedded_gates_TBG, in_axes=0)
+    context_BTD = jnp.einsum('bts,bsd->btd', weights_BTS, memory.values)
+    return self.readout_logits(states_BTH, context_BTD, embedded_BTE, train), weights_BTS
 
   return teacher_forced
 
