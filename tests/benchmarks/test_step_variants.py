@@ -55,27 +55,49 @@ def _patched_objects():
           steps.apply_gradients_if_finite, translation.token_losses, sequence_losses.token_correct)
 
 
-def test_variants_compute_what_their_kind_says_and_the_library_is_restored():
+# One variant of each kind in the default suite (the last also runs the hand-written backward through the model);
+# every other variant with `make test-slow`.
+DEFAULT_SUITE_VARIANTS = ('chunks_2', 'no_key_grads_in_scan', 'no_guard_hand_written')
+
+
+@pytest.fixture(scope='module')
+def reference():
+  """(model, batch, params, the library's gradient leaves, its metric sums)."""
   model, batch, params = _model_and_batch()
-  reference, reference_metrics = _loss_gradient_and_metrics(model, batch, params)
+  return (model, batch, params, *_loss_gradient_and_metrics(model, batch, params))
+
+
+@pytest.mark.parametrize('name', [name if name in DEFAULT_SUITE_VARIANTS else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in step_variants.VARIANTS])
+def test_variant_computes_what_its_kind_says_and_the_library_is_restored(name, reference):
+  model, batch, params, want_grads, want_metrics = reference
   original = _patched_objects()
-  for name, entry in step_variants.VARIANTS.items():
-    with step_variants.variant(name):
-      assert _patched_objects() != original, name                  # something was replaced
-      grads, metrics = _loss_gradient_and_metrics(model, batch, params)
-    difference = max(float(np.max(np.abs(g - r)) / np.max(np.abs(r))) for g, r in zip(grads, reference))
-    if entry.kind in ('same', 'no guard'):
-      assert difference < 1e-4, name
-      assert metrics == pytest.approx(reference_metrics, rel=1e-6), name
-    else:
-      assert difference > 0.1, name
+  with step_variants.variant(name):
+    assert _patched_objects() != original                          # something was replaced
+    grads, metrics = _loss_gradient_and_metrics(model, batch, params)
   assert _patched_objects() == original
+  difference = max(float(np.max(np.abs(g - r)) / np.max(np.abs(r))) for g, r in zip(grads, want_grads))
+  if step_variants.VARIANTS[name].kind in ('same', 'no guard'):
+    assert difference < 1e-4
+    assert metrics == pytest.approx(want_metrics, rel=1e-6)
+  else:
+    assert difference > 0.1
+  for got, want in zip(_loss_gradient_and_metrics(model, batch, params)[0], want_grads):
+    np.testing.assert_array_equal(got, want)
+
+
+def test_default_suite_variants_cover_every_kind():
+  assert ({step_variants.VARIANTS[name].kind for name in DEFAULT_SUITE_VARIANTS}
+          == {entry.kind for entry in step_variants.VARIANTS.values()})
+
+
+def test_the_library_is_restored_when_the_body_raises():
+  original = _patched_objects()
   with pytest.raises(RuntimeError, match='inside'):
     with step_variants.variant('no_guard_hand_written'):
+      assert _patched_objects() != original
       raise RuntimeError('inside')
   assert _patched_objects() == original
-  for got, want in zip(_loss_gradient_and_metrics(model, batch, params)[0], reference):
-    np.testing.assert_array_equal(got, want)
 
 
 def test_no_guard_applies_a_non_finite_update_that_the_library_skips():
