@@ -1,0 +1,118 @@
+"""The library's layers only point down, read from every module's import statements (no module is imported).
+
+- attention_jax/ never imports the entry points, configs, benchmarks or tests above it;
+- the pure attention functions (scorers, weightings, context, their memory-lean and copy forms, glimpses) import no
+  Flax, directly or through the library modules they import;
+- data pipelines import no models, training, tasks or studies; they, the metrics and the special ids run on the
+  host and import no jax, Flax, optax or orbax;
+- models import no training, tasks, studies or data pipelines; the training package no models, tasks or studies;
+  tasks no studies.
+"""
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = 'attention_jax'
+
+PURE_ATTENTION_MODULES = ('attention_jax.attention', 'attention_jax.score_functions', 'attention_jax.scoring',
+                          'attention_jax.weighting', 'attention_jax.memory_efficient',
+                          'attention_jax.copy_attention', 'attention_jax.glimpses')
+# (modules under this prefix, library prefixes they must not import)
+FORBIDDEN_INTERNAL = (
+    ('attention_jax.data', ('attention_jax.models', 'attention_jax.modules', 'attention_jax.training',
+                            'attention_jax.tasks', 'attention_jax.studies', 'attention_jax.decoding')),
+    ('attention_jax.models', ('attention_jax.training', 'attention_jax.tasks', 'attention_jax.studies',
+                              'attention_jax.data')),
+    ('attention_jax.training', ('attention_jax.models', 'attention_jax.tasks', 'attention_jax.studies')),
+    ('attention_jax.tasks', ('attention_jax.studies',)),
+)
+ABOVE_THE_LIBRARY = ('experiments', 'configs', 'benchmarks', 'tests')
+HOST_SIDE = ('attention_jax.data', 'attention_jax.metrics', 'attention_jax.special_tokens')
+ACCELERATOR_STACK = ('jax', 'jaxlib', 'flax', 'optax', 'orbax')
+
+
+def module_name(path: pathlib.Path) -> str:
+  parts = path.relative_to(ROOT).with_suffix('').parts
+  return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def imported_names(source: str, module: str, is_package: bool) -> set[str]:
+  """Every module `source` imports, absolute: `from a.b import c` gives 'a.b' and 'a.b.c' (c may be a module)."""
+  names = set()
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Import):
+      names.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      if node.level:
+        anchor = module.split('.') if is_package else module.split('.')[:-1]
+        anchor = anchor[:len(anchor) - (node.level - 1)]
+        base = '.'.join(anchor + ([node.module] if node.module else []))
+      else:
+        base = node.module
+      names.add(base)
+      names.update(f'{base}.{alias.name}' for alias in node.names)
+  return names
+
+
+def library_imports() -> dict[str, set[str]]:
+  """module name -> the modules it imports, for every module of the library."""
+  graph = {}
+  for path in sorted((ROOT / PACKAGE).rglob('*.py')):
+    name = module_name(path)
+    graph[name] = imported_names(path.read_text(), name, path.name == '__init__.py')
+  return graph
+
+
+def within(name: str, prefix: str) -> bool:
+  return name == prefix or name.startswith(prefix + '.')
+
+
+def test_imported_names_resolve_relative_and_from_imports():
+  source = 'import flax.linen as nn\nfrom . import scoring\nfrom ..data import batching\nfrom jax import numpy\n'
+  assert imported_names(source, 'attention_jax.models.decoders', False) == {
+      'flax.linen', 'attention_jax.models', 'attention_jax.models.scoring', 'attention_jax.data',
+      'attention_jax.data.batching', 'jax', 'jax.numpy'}
+  assert 'attention_jax.data.batching' in imported_names('from . import batching\n', 'attention_jax.data', True)
+
+
+def test_the_library_imports_nothing_above_it():
+  graph = library_imports()
+  assert len(graph) > 50                                             # the walk found the library
+  offending = {module: sorted(n for n in names if any(within(n, top) for top in ABOVE_THE_LIBRARY))
+               for module, names in graph.items()}
+  assert {m: n for m, n in offending.items() if n} == {}
+
+
+@pytest.mark.parametrize('prefix, forbidden', FORBIDDEN_INTERNAL)
+def test_layers_only_point_down(prefix, forbidden):
+  graph = library_imports()
+  modules = [m for m in graph if within(m, prefix)]
+  assert modules, prefix
+  offending = {module: sorted(n for n in graph[module] if any(within(n, f) for f in forbidden))
+               for module in modules}
+  assert {m: n for m, n in offending.items() if n} == {}
+
+
+def test_pure_attention_functions_import_no_flax():
+  graph = library_imports()
+  seen, stack = set(), list(PURE_ATTENTION_MODULES)
+  while stack:                                    # the library modules they reach, package __init__s aside
+    module = stack.pop()
+    if module in seen or module not in graph:
+      continue
+    seen.add(module)
+    stack.extend(n for n in graph[module] if within(n, PACKAGE) and n != PACKAGE)
+  assert set(PURE_ATTENTION_MODULES) <= seen
+  with_flax = {m: sorted(n for n in graph[m] if within(n, 'flax')) for m in seen}
+  assert {m: n for m, n in with_flax.items() if n} == {}
+
+
+def test_host_side_modules_import_no_accelerator_stack():
+  graph = library_imports()
+  modules = [m for m in graph if any(within(m, prefix) for prefix in HOST_SIDE)]
+  assert len(modules) > 20
+  offending = {m: sorted(n for n in graph[m] if any(within(n, top) for top in ACCELERATOR_STACK)) for m in modules}
+  assert {m: n for m, n in offending.items() if n} == {}
