@@ -4,6 +4,8 @@ attributed to a part of the model by the op_name JAX writes into its HLO instruc
     python -m benchmarks.step_profile              # ~1 minute: 5 traced steps after warm-up
     python -m benchmarks.step_profile --top 12     # also each part's 12 costliest thunks
     python -m benchmarks.step_profile --quick      # a tiny model (smoke test)
+    python -m benchmarks.step_profile --program beam --out benchmarks/results/decode_profile_beam.json
+                                                   # where greedy (--program greedy) or beam-4 decoding's time goes
 
 The step is `training.steps.train_step` of `benchmarks.throughput`'s model (GRU encoder, Bahdanau decoder,
 additive attention, V = 4000, batch 64 of 20 -> 20 tokens, Adam), jitted, in a process set up as experiments/ sets
@@ -27,6 +29,16 @@ the traced call, which the profiler slows a little. Two limits: a dot that XLA:C
 (`dot.N` thunks, e.g. the output layer's weight gradient) is counted by its thunk, which returns before the pool
 has finished, so its work shows up as the slowness of the thunks that run beside it; and the trace records each
 thunk, not what the cores did between thunks (the loops' bookkeeping, spinning pool threads).
+
+`--program greedy | beam` traces a call of `decoding.greedy_decode` / `decoding.beam_search` (K = 4, length penalty
+0.6, as `benchmarks.throughput` decodes) of the same model on one batch instead, with these parts (no directions):
+
+  encoder                  Seq2Seq.encode and initial_state, once per batch
+  attention                cell._attend in each decoding step: the query's scores, the weights and the context
+  recurrence               the rest of cell.recurrent_step: the GRU's gates and update
+  output layer             cell.readout_logits and the log-softmax over the vocabulary (into which XLA fuses the
+                           vocabulary projection)
+  search                   the rest: argmax or top-k, the beams' bookkeeping and reordering
 """
 
 from __future__ import annotations
@@ -51,6 +63,11 @@ QUICK_SPEC = {**throughput.SPEC, 'vocab_size': 300, 'embed_dim': 32, 'hidden_dim
 PART_MARKERS = (('encoder', 'Seq2Seq.encode'), ('decoder scan', 'cell.teacher_forced/while'),
                 ('output layer', 'cell.readout_logits'), ('rest of the model', 'Seq2Seq'))
 PARTS = ('encoder', 'decoder scan', 'output layer', 'rest of the model', 'loss and metrics', 'optimizer and guard')
+PROGRAMS = ('step', 'greedy', 'beam')
+DECODING_PART_MARKERS = (('encoder', 'Seq2Seq.encode'), ('encoder', 'Seq2Seq.initial_state'),
+                         ('attention', 'cell._attend'), ('recurrence', 'cell.recurrent_step'),
+                         ('output layer', 'cell.readout_logits'), ('output layer', 'log_softmax'))
+DECODING_PARTS = ('encoder', 'attention', 'recurrence', 'output layer', 'search')
 # Instructions whose thunk only runs others (their time would be counted twice).
 CONTAINER_OPCODES = ('while', 'call', 'conditional')
 
@@ -92,6 +109,14 @@ def classify(op_name: str) -> tuple[str, str]:
   if 'jvp(' in op_name or 'transpose(' in op_name:      # under the gradient, outside the model: the loss
     return 'loss and metrics', direction
   return 'optimizer and guard', '-'
+
+
+def classify_decoding(op_name: str) -> tuple[str, str]:
+  """An instruction's op_name in a decoding program -> (part, '-')."""
+  for part, marker in DECODING_PART_MARKERS:
+    if marker in op_name:
+      return part, '-'
+  return 'search', '-'
 
 
 def instruction_table(hlo_text: str) -> dict[str, dict]:
@@ -150,9 +175,9 @@ def _union_us(intervals: list[tuple[float, float]]) -> float:
   return total
 
 
-def attribute(trace_events: list[dict], instructions: dict[str, dict]) -> dict:
+def attribute(trace_events: list[dict], instructions: dict[str, dict], classify=classify, parts=PARTS) -> dict:
   """Trace events of the annotated steps -> per part (and direction): summed and busy ms per step, the step's wall
-  time and each instruction's time per step."""
+  time and each instruction's time per step. classify: op_name -> (part, direction), parts in `parts`."""
   complete = [e for e in trace_events if e.get('ph') == 'X']
   steps = sorted((e['ts'], e['ts'] + e['dur']) for e in complete if e['name'] == STEP_ANNOTATION)
   if not steps:
@@ -176,7 +201,7 @@ def attribute(trace_events: list[dict], instructions: dict[str, dict]) -> dict:
     calls[event['name']] += 1
   n = len(steps)
   rows = []
-  for part in PARTS:
+  for part in parts:
     for direction in ('forward', 'backward', '-'):
       key = (part, direction)
       if key in summed:
@@ -189,24 +214,52 @@ def attribute(trace_events: list[dict], instructions: dict[str, dict]) -> dict:
                            for name, t in per_instruction.items()}}
 
 
-def profile(spec: dict, steps: int, warmup: int = 5) -> dict:
-  """Traces `steps` training steps of `spec`'s model after `warmup` and attributes their thunks. The step is
-  `benchmarks.throughput`'s (its JaxTrainer), compiled once here so that its HLO names the traced thunks."""
+def _decoding_call(trainer, program: str, batch: dict):
+  """(the compiled decoding program's executable, a function running it on `batch` to host tokens). Compiled ahead
+  of time, with the arguments `benchmarks.throughput` decodes with, so that its HLO names the traced thunks."""
+  import numpy as np
+
+  from attention_jax import decoding
+  model, params, source = trainer.model, trainer.state.params, batch['source']
+  length = batch['target_in'].shape[1]
+  if program == 'greedy':
+    compiled = decoding.greedy_decode.lower(model, params, source, max_length=length).compile()
+    return compiled, lambda: np.asarray(compiled(params, source)[0])
+  beam = throughput.BEAM_SIZE
+  compiled = decoding.beam_search_n_best.lower(model, params, source, max_length=length, beam_size=beam, n=beam,
+                                               length_penalty=0.6).compile()
+  return compiled, lambda: np.asarray(compiled(params, source, length_penalty=0.6)[0])
+
+
+def profile(spec: dict, steps: int, warmup: int = 5, program: str = 'step') -> dict:
+  """Traces `steps` calls of `program` on `spec`'s model after `warmup` and attributes their thunks: 'step', the
+  training step of `benchmarks.throughput` (its JaxTrainer), compiled once here so that its HLO names the traced
+  thunks; 'greedy' / 'beam', a decoding call of the same model on one batch."""
   import jax
 
+  if program not in PROGRAMS:
+    raise ValueError(f'unknown program {program!r}; known: {", ".join(PROGRAMS)}')
   trainer = throughput.JaxTrainer(spec, threads=0)
   batch = throughput.make_batches(spec, 1)[0]
-  instructions = instruction_table(trainer.compile(batch).as_text())
-  trainer.timed_steps([batch] * warmup)
+  if program == 'step':
+    instructions = instruction_table(trainer.compile(batch).as_text())
+    run = lambda: trainer.step(batch)                  # returns the loss as a float: synchronises
+  else:
+    compiled, run = _decoding_call(trainer, program, batch)
+    instructions = instruction_table(compiled.as_text())
+  for _ in range(warmup):
+    run()
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir):
       for _ in range(steps):
         with jax.profiler.TraceAnnotation(STEP_ANNOTATION):
-          trainer.step(batch)                          # returns the loss as a float: synchronises
+          run()
     [path] = glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True)
     with gzip.open(path) as f:
       events = json.load(f)['traceEvents']
-  return attribute(events, instructions)
+  if program == 'step':
+    return attribute(events, instructions)
+  return attribute(events, instructions, classify_decoding, DECODING_PARTS)
 
 
 def top_instructions(result: dict, count: int) -> list[dict]:
@@ -228,17 +281,20 @@ def main(argv=None) -> dict:
   parser = harness.base_parser(__doc__.splitlines()[0], 'benchmarks/results/step_profile.json')
   parser.add_argument('--steps', type=int, default=5, help='traced steps (after 5 of warm-up)')
   parser.add_argument('--top', type=int, default=0, help="also list each part's N costliest thunks")
+  parser.add_argument('--program', choices=PROGRAMS, default='step',
+                      help='what to trace: the training step (default), or greedy / beam-4 decoding of one batch')
   args = parser.parse_args(argv)
   if args.steps < 1:
     raise SystemExit(f'--steps must be at least 1, got {args.steps}')
   spec = QUICK_SPEC if args.quick else throughput.SPEC
   load_before = harness.load_average()
   cpu_runtime.place_worker_threads()
-  result = profile(spec, args.steps)
+  result = profile(spec, args.steps, program=args.program)
   total = sum(row['summed_ms'] for row in result['rows'])
   for row in result['rows']:
     row['share_of_summed'] = row['summed_ms'] / total
-  print(f"\nthe step: {result['step_ms']:.1f} ms (median of {result['steps']} traced), some thunk running during "
+  what = 'the step' if args.program == 'step' else f'a {args.program} decoding call'
+  print(f"\n{what}: {result['step_ms']:.1f} ms (median of {result['steps']} traced), some thunk running during "
         f"{result['any_thunk_busy_ms']:.1f} ms of it; thunks' summed time {total:.1f} ms\n")
   print(harness.markdown_table(result['rows'], ['part', 'direction', 'summed_ms', 'share_of_summed', 'busy_ms']))
   top = top_instructions(result, args.top) if args.top else []
@@ -247,7 +303,8 @@ def main(argv=None) -> dict:
     print(harness.markdown_table(top, ['part', 'instruction', 'ms_per_step', 'calls_per_step', 'us_per_call',
                                        'shape', 'op_name']))
   return harness.write_results(MODULE, args.out, load_before, {
-      'spec': spec, **{k: v for k, v in result.items() if k != 'instructions'}, 'top': top})
+      'spec': spec, 'program': args.program, **{k: v for k, v in result.items() if k != 'instructions'},
+      'top': top})
 
 
 if __name__ == '__main__':

@@ -189,6 +189,41 @@ def test_step_profile_traces_a_real_step_and_finds_every_part():
   assert max(i['calls_per_step'] for i in loops) == step_profile.QUICK_SPEC['target_length']
 
 
+def test_step_profile_classifies_decoding_op_names():
+  from benchmarks.step_profile import DECODING_PARTS, classify_decoding
+  cases = {
+      'jit(greedy_decode)/Seq2Seq.encode/source_encoder/while/body/closed_call/dot_general': 'encoder',
+      'jit(beam_search_n_best)/Seq2Seq.initial_state/cell.initial_state/bridge/dot_general': 'encoder',
+      'jit(greedy_decode)/while/body/closed_call/Seq2Seq.decode_step/cell/cell.recurrent_step/cell._attend/'
+      'attention.attend_prepared/vmap()/tanh': 'attention',
+      'jit(greedy_decode)/while/body/closed_call/Seq2Seq.decode_step/cell/cell.recurrent_step/rnn/dot_general':
+          'recurrence',
+      'jit(greedy_decode)/while/body/closed_call/Seq2Seq.decode_step/cell/cell.readout_logits/'
+      'cell.vocabulary_logits/output/dot_general': 'output layer',
+      'jit(beam_search_n_best)/while/body/closed_call/jit(log_softmax)/reduce_max': 'output layer',
+      'jit(beam_search_n_best)/while/body/closed_call/top_k': 'search',
+      '': 'search',
+  }
+  for op_name, want in cases.items():
+    assert classify_decoding(op_name) == (want, '-'), op_name
+  assert set(cases.values()) == set(DECODING_PARTS)
+
+
+@pytest.mark.parametrize('program', ['greedy', 'beam'])
+def test_step_profile_traces_a_real_decoding_call_and_finds_every_part(program):
+  from benchmarks import step_profile
+  spec = step_profile.QUICK_SPEC
+  result = step_profile.profile(spec, steps=2, warmup=1, program=program)
+  rows = {r['part']: r for r in result['rows']}
+  assert set(rows) == set(step_profile.DECODING_PARTS)
+  assert all(r['direction'] == '-' and 0 < r['busy_ms'] <= r['summed_ms'] + 1e-9 for r in result['rows'])
+  assert 0 < result['any_thunk_busy_ms'] <= result['step_ms']
+  per_position = [i for i in result['instructions'].values() if i['part'] in ('attention -', 'recurrence -')]
+  assert max(i['calls_per_step'] for i in per_position) == spec['target_length']
+  with pytest.raises(ValueError, match='unknown program'):
+    step_profile.profile(spec, steps=1, program='sample')
+
+
 def test_loop_prefetch_reads_the_logged_rates_and_leaves_out_the_first_interval(tmp_path):
   from benchmarks import loop_prefetch
   lines = [{'step': 100, 'split': 'train', 'steps_per_second': 4.0},
