@@ -30,8 +30,9 @@ the traced call, which the profiler slows a little. Two limits: a dot that XLA:C
 has finished, so its work shows up as the slowness of the thunks that run beside it; and the trace records each
 thunk, not what the cores did between thunks (the loops' bookkeeping, spinning pool threads).
 
-`--program greedy | beam` traces a call of `decoding.greedy_decode` / `decoding.beam_search` (K = 4, length penalty
-0.6, as `benchmarks.throughput` decodes) of the same model on one batch instead, with these parts (no directions):
+`--program greedy | beam` traces a call of `decoding.greedy_decode` / `decoding.beam_search_n_best` with n = K = 4
+(the program `decoding.beam_search` runs; length penalty 0.6, as `benchmarks.throughput` decodes) of the same model
+on one batch instead, with these parts (no directions):
 
   encoder                  Seq2Seq.encode and initial_state, once per batch
   attention                cell._attend in each decoding step: the query's scores, the weights and the context

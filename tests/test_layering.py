@@ -3,10 +3,15 @@
 - attention_jax/ never imports the entry points, configs, benchmarks or tests above it;
 - the pure attention functions (scorers, weightings, context, their memory-lean and copy forms, glimpses) import no
   Flax, directly or through the library modules they import;
-- data pipelines import no models, training, tasks or studies; they, the metrics and the special ids run on the
-  host and import no jax, Flax, optax or orbax;
+- data pipelines and metrics import no models, modules, training, tasks, studies or decoding; they and the special
+  ids run on the host, and neither they nor the library modules they import import jax, Flax, optax or orbax;
 - models import no training, tasks, studies or data pipelines; the training package no models, tasks or studies;
   tasks no studies.
+
+What is checked is the library's own import statements (a module and, through `import a.b.c`, the subpackages
+above it). The top-level package `attention_jax/__init__.py` is left out: it re-exports the attention functions and
+the Flax modules for users, so at run time importing any submodule also loads it; and third-party packages are not
+followed (grain, which the data pipelines use, imports jax itself).
 """
 
 import ast
@@ -24,6 +29,8 @@ PURE_ATTENTION_MODULES = ('attention_jax.attention', 'attention_jax.score_functi
 FORBIDDEN_INTERNAL = (
     ('attention_jax.data', ('attention_jax.models', 'attention_jax.modules', 'attention_jax.training',
                             'attention_jax.tasks', 'attention_jax.studies', 'attention_jax.decoding')),
+    ('attention_jax.metrics', ('attention_jax.models', 'attention_jax.modules', 'attention_jax.training',
+                               'attention_jax.tasks', 'attention_jax.studies', 'attention_jax.decoding')),
     ('attention_jax.models', ('attention_jax.training', 'attention_jax.tasks', 'attention_jax.studies',
                               'attention_jax.data')),
     ('attention_jax.training', ('attention_jax.models', 'attention_jax.tasks', 'attention_jax.studies')),
@@ -40,11 +47,14 @@ def module_name(path: pathlib.Path) -> str:
 
 
 def imported_names(source: str, module: str, is_package: bool) -> set[str]:
-  """Every module `source` imports, absolute: `from a.b import c` gives 'a.b' and 'a.b.c' (c may be a module)."""
+  """Every module `source` imports, absolute: `from a.b import c` gives 'a.b' and 'a.b.c' (c may be a module);
+  `import a.b.c` gives 'a.b.c' and the packages above it, 'a.b' and 'a' (their __init__s run too)."""
   names = set()
   for node in ast.walk(ast.parse(source)):
     if isinstance(node, ast.Import):
-      names.update(alias.name for alias in node.names)
+      for alias in node.names:
+        parts = alias.name.split('.')
+        names.update('.'.join(parts[:i]) for i in range(1, len(parts) + 1))
     elif isinstance(node, ast.ImportFrom):
       if node.level:
         anchor = module.split('.') if is_package else module.split('.')[:-1]
@@ -70,11 +80,25 @@ def within(name: str, prefix: str) -> bool:
   return name == prefix or name.startswith(prefix + '.')
 
 
+def reachable(graph: dict[str, set[str]], roots) -> set[str]:
+  """The library modules that `roots` import, directly or through each other (the top-level package aside)."""
+  seen, stack = set(), list(roots)
+  while stack:
+    module = stack.pop()
+    if module in seen or module not in graph:
+      continue
+    seen.add(module)
+    stack.extend(n for n in graph[module] if within(n, PACKAGE) and n != PACKAGE)
+  return seen
+
+
 def test_imported_names_resolve_relative_and_from_imports():
   source = 'import flax.linen as nn\nfrom . import scoring\nfrom ..data import batching\nfrom jax import numpy\n'
   assert imported_names(source, 'attention_jax.models.decoders', False) == {
-      'flax.linen', 'attention_jax.models', 'attention_jax.models.scoring', 'attention_jax.data',
+      'flax', 'flax.linen', 'attention_jax.models', 'attention_jax.models.scoring', 'attention_jax.data',
       'attention_jax.data.batching', 'jax', 'jax.numpy'}
+  assert imported_names('import attention_jax.data.batching as b\n', 'attention_jax.metrics.rouge', False) == {
+      'attention_jax', 'attention_jax.data', 'attention_jax.data.batching'}
   assert 'attention_jax.data.batching' in imported_names('from . import batching\n', 'attention_jax.data', True)
 
 
@@ -98,13 +122,7 @@ def test_layers_only_point_down(prefix, forbidden):
 
 def test_pure_attention_functions_import_no_flax():
   graph = library_imports()
-  seen, stack = set(), list(PURE_ATTENTION_MODULES)
-  while stack:                                    # the library modules they reach, package __init__s aside
-    module = stack.pop()
-    if module in seen or module not in graph:
-      continue
-    seen.add(module)
-    stack.extend(n for n in graph[module] if within(n, PACKAGE) and n != PACKAGE)
+  seen = reachable(graph, PURE_ATTENTION_MODULES)
   assert set(PURE_ATTENTION_MODULES) <= seen
   with_flax = {m: sorted(n for n in graph[m] if within(n, 'flax')) for m in seen}
   assert {m: n for m, n in with_flax.items() if n} == {}
@@ -112,7 +130,13 @@ def test_pure_attention_functions_import_no_flax():
 
 def test_host_side_modules_import_no_accelerator_stack():
   graph = library_imports()
-  modules = [m for m in graph if any(within(m, prefix) for prefix in HOST_SIDE)]
+  modules = reachable(graph, [m for m in graph if any(within(m, prefix) for prefix in HOST_SIDE)])
   assert len(modules) > 20
   offending = {m: sorted(n for n in graph[m] if any(within(n, top) for top in ACCELERATOR_STACK)) for m in modules}
   assert {m: n for m, n in offending.items() if n} == {}
+
+
+def test_reachable_follows_library_imports_and_skips_the_top_package():
+  graph = {'attention_jax.a': {'attention_jax', 'attention_jax.b', 'numpy'}, 'attention_jax.b': {'attention_jax.c'},
+           'attention_jax.c': set(), 'attention_jax.d': {'flax'}, 'attention_jax': {'attention_jax.d'}}
+  assert reachable(graph, ['attention_jax.a']) == {'attention_jax.a', 'attention_jax.b', 'attention_jax.c'}

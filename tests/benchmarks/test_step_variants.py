@@ -117,7 +117,7 @@ def test_unsupported_decoders_are_refused_not_rewritten():
   model = build_model(config, source_vocab_size=SPEC['vocab_size'], target_vocab_size=SPEC['vocab_size'],
                       max_source_length=SPEC['source_length'])
   batch = throughput.make_batches(SPEC, 1)[0]
-  for name in ('chunks_2', 'hand_written_decoder_backward'):
+  for name in ('chunks_2', 'hand_written_decoder_backward', 'projected_values'):
     with step_variants.variant(name), pytest.raises(ValueError, match='global softmax attention'):
       model.init(jax.random.PRNGKey(0), batch['source'], batch['target_in'])
 
