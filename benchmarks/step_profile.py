@@ -101,12 +101,17 @@ def _split_instruction(line: str) -> tuple[str, str, str, str] | None:
   return match.group(1), shape, opcode.group(1), rest[opcode.end():]
 
 
+def _marked_part(op_name: str, markers) -> str | None:
+  """The part of the first (part, marker) in `markers` whose marker is in op_name, else None."""
+  return next((part for part, marker in markers if marker in op_name), None)
+
+
 def classify(op_name: str) -> tuple[str, str]:
   """An instruction's op_name -> (part, 'forward' | 'backward'; '-' for the optimizer's update)."""
   direction = 'backward' if 'transpose(' in op_name else 'forward'
-  for part, marker in PART_MARKERS:
-    if marker in op_name:
-      return part, direction
+  part = _marked_part(op_name, PART_MARKERS)
+  if part is not None:
+    return part, direction
   if 'jvp(' in op_name or 'transpose(' in op_name:      # under the gradient, outside the model: the loss
     return 'loss and metrics', direction
   return 'optimizer and guard', '-'
@@ -114,10 +119,7 @@ def classify(op_name: str) -> tuple[str, str]:
 
 def classify_decoding(op_name: str) -> tuple[str, str]:
   """An instruction's op_name in a decoding program -> (part, '-')."""
-  for part, marker in DECODING_PART_MARKERS:
-    if marker in op_name:
-      return part, '-'
-  return 'search', '-'
+  return _marked_part(op_name, DECODING_PART_MARKERS) or 'search', '-'
 
 
 def instruction_table(hlo_text: str) -> dict[str, dict]:
@@ -243,11 +245,13 @@ def profile(spec: dict, steps: int, warmup: int = 5, program: str = 'step') -> d
   trainer = throughput.JaxTrainer(spec, threads=0)
   batch = throughput.make_batches(spec, 1)[0]
   if program == 'step':
-    instructions = instruction_table(trainer.compile(batch).as_text())
+    executable = trainer.compile(batch)
     run = lambda: trainer.step(batch)                  # returns the loss as a float: synchronises
+    parts = classify, PARTS
   else:
-    compiled, run = _decoding_call(trainer, program, batch)
-    instructions = instruction_table(compiled.as_text())
+    executable, run = _decoding_call(trainer, program, batch)
+    parts = classify_decoding, DECODING_PARTS
+  instructions = instruction_table(executable.as_text())
   for _ in range(warmup):
     run()
   with tempfile.TemporaryDirectory() as trace_dir:
@@ -258,9 +262,7 @@ def profile(spec: dict, steps: int, warmup: int = 5, program: str = 'step') -> d
     [path] = glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True)
     with gzip.open(path) as f:
       events = json.load(f)['traceEvents']
-  if program == 'step':
-    return attribute(events, instructions)
-  return attribute(events, instructions, classify_decoding, DECODING_PARTS)
+  return attribute(events, instructions, *parts)
 
 
 def top_instructions(result: dict, count: int) -> list[dict]:

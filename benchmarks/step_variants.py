@@ -219,6 +219,7 @@ def _projected_values_teacher_forced():
   import jax
   import jax.numpy as jnp
 
+  from attention_jax import attention as attention_lib
   from attention_jax import weighting as weighting_lib
   from attention_jax.models import decoders
 
@@ -231,12 +232,12 @@ def _projected_values_teacher_forced():
     def step(cell, carry, embedded_gates):
       scores = cell.attention.score_prepared(decoders.cell_output(carry['rnn']), memory.prepared)
       weights = weigh(scores, memory.mask)
-      gates = embedded_gates + jnp.einsum('bs,bsg->bg', weights, projected_BSG)
+      gates = embedded_gates + attention_lib.context(weights, projected_BSG)
       rnn_carry, state = cell.rnn.step_from_gates(carry['rnn'], gates, kernels)
       return {**carry, 'rnn': rnn_carry}, (state, weights)
 
     _, (states_BTH, weights_BTS) = decoders._scan_steps(step, self, carry, embedded_gates_TBG, in_axes=0)
-    context_BTD = jnp.einsum('bts,bsd->btd', weights_BTS, memory.values)
+    context_BTD = attention_lib.context(weights_BTS, memory.values[:, None])
     return self.readout_logits(states_BTH, context_BTD, embedded_BTE, train), weights_BTS
 
   return teacher_forced
