@@ -59,6 +59,7 @@ import importlib.metadata
 import os
 import platform
 import re
+from collections.abc import Sequence
 
 import jax
 
@@ -122,10 +123,16 @@ def _jaxlib_version() -> tuple[int, ...]:
 
 
 def _add_compiler_flags() -> None:
-  """Appends COMPILER_FLAGS to XLA_FLAGS (which XLA reads when JAX's backends start), each unless XLA_FLAGS
-  already sets it (the user's value wins), only with a jaxlib in COMPILER_FLAGS_JAXLIB, and not when XLA_FLAGS
-  names a flags file (a value not starting with '-')."""
-  first, end = COMPILER_FLAGS_JAXLIB
+  """Appends COMPILER_FLAGS to XLA_FLAGS as append_xla_flags does."""
+  append_xla_flags(COMPILER_FLAGS, COMPILER_FLAGS_JAXLIB)
+
+
+def append_xla_flags(new_flags: Sequence[str], jaxlib_versions: tuple[tuple[int, ...], tuple[int, ...]]) -> None:
+  """Appends `new_flags` ('--name=value' each) to XLA_FLAGS, which XLA reads when JAX's backends start: each unless
+  XLA_FLAGS already sets it (the user's value wins), only with a jaxlib in `jaxlib_versions` ([first, end): XLA
+  aborts the process on a flag it does not know), and not when XLA_FLAGS names a flags file (a value not starting
+  with '-')."""
+  first, end = jaxlib_versions
   try:
     if not first <= _jaxlib_version() < end:
       return
@@ -135,7 +142,7 @@ def _add_compiler_flags() -> None:
   if flags.strip() and not flags.lstrip().startswith('-'):
     return        # XLA reads the flags from the file this names; appending would corrupt its name
   present = {flag.split('=', 1)[0] for flag in flags.split()}
-  added = [flag for flag in COMPILER_FLAGS if flag.split('=', 1)[0] not in present]
+  added = [flag for flag in new_flags if flag.split('=', 1)[0] not in present]
   if added:
     os.environ['XLA_FLAGS'] = ' '.join([flags, *added]).strip()
 
