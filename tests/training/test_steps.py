@@ -111,10 +111,15 @@ def test_apply_gradients_if_finite():
     np.testing.assert_array_equal(kept.params['w'], new_state.params['w'])
 
 
-@functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 3})
+# XLA's default optimisation level, which the suite's XLA_FLAGS lower to 0 (conftest.py): the references below are
+# compiled at it, so that these tests compare create_train_state's level 1 with what a user's XLA compiles.
+DEFAULT_LEVEL = {'xla_backend_optimization_level': 3}
+
+
+@functools.partial(jax.jit, compiler_options=DEFAULT_LEVEL)
 def _reference_state(key, source, target_in):
-  """create_train_state's contract, compiled at XLA's default optimisation level (3; the suite's XLA_FLAGS set 0,
-  see conftest.py): params from one half of the seed's key, the run key from the other, Adam's moments zero."""
+  """create_train_state's contract, compiled at XLA's default optimisation level: params from one half of the
+  seed's key, the run key from the other, Adam's moments zero."""
   init_rng, run_rng = jax.random.split(key)
   params = MODEL.init({'params': init_rng, 'dropout': init_rng}, source, target_in)['params']
   return steps.TrainState.create(apply_fn=MODEL.apply, params=params, tx=OPTIMIZER, rng=jax.random.key_data(run_rng))
@@ -156,7 +161,8 @@ def test_create_train_state_is_bit_identical_on_larger_models(spec):
   model = build_model(spec, source_vocab_size=vocab, target_vocab_size=vocab, max_source_length=length)
   source, target = np.ones((2, length), np.int32), np.ones((2, length), np.int32)
   state = steps.create_train_state(model, OPTIMIZER, 5, source, target)
-  want, _ = jax.jit(steps._init, static_argnums=0)(model, jax.random.key(5), source, target)
+  want, _ = jax.jit(steps._init, static_argnums=0, compiler_options=DEFAULT_LEVEL)(model, jax.random.key(5), source,
+                                                                                   target)
   jax.tree.map(np.testing.assert_array_equal, state.params, want)
 
 
