@@ -6,17 +6,18 @@ imported, inherited by the subprocesses, removed at the end) compiles each of th
 JAX_COMPILATION_CACHE_DIR already set in the environment is used as it is.
 
 The suite's programs are tiny, so it spends much of its time compiling them, hundreds of them eagerly (every jnp
-call outside jit is a program of its own). It therefore has LLVM compile them at optimisation level 0
-(TEST_COMPILER_FLAGS; XLA's default is 3): the same HLO programs and XLA:CPU emitters, and the default suite ran
-14 min 26 s instead of 17 min 44 s on a 2-core AMD EPYC. The flag is appended to XLA_FLAGS (inherited by the
-subprocesses) unless XLA_FLAGS sets it already or names a flags file, and only with a jaxlib in
-TEST_COMPILER_FLAGS_JAXLIB, since XLA aborts on a flag it does not know. Tests about what a user's compilation
-gives (create_train_state's level-1 initialisation against the default level) compile their references at the
-default level explicitly. To run the whole suite with XLA's defaults, set ATTENTION_JAX_TEST_DEFAULT_COMPILER=1.
+call outside jit is a program of its own). It therefore compiles them for speed (TEST_COMPILER_FLAGS): LLVM at
+optimisation level 0 (XLA's default is 3) and XLA:CPU's elemental emitters instead of its fusion emitters. The
+flags are appended to XLA_FLAGS (inherited by the subprocesses) unless XLA_FLAGS sets them already or names a flags
+file, and only with a jaxlib in TEST_COMPILER_FLAGS_JAXLIB, since XLA aborts on a flag it does not know. Tests
+about what a user's compilation gives (create_train_state's level-1 initialisation against XLA's default
+compilation) compile both sides with XLA's defaults for these flags explicitly. To run the whole suite with XLA's
+defaults, set ATTENTION_JAX_TEST_DEFAULT_COMPILER=1.
 
-(XLA:CPU's elemental emitters, `--xla_cpu_use_fusion_emitters=false`, would halve the compile time, but they
-change the last bits of results between programs that XLA's default emitters keep bit-identical, such as a
-killed-and-resumed run and an uninterrupted one.)
+The suite's own process also gets the compiler flags that `cpu_runtime.configure()` gives every
+`python -m experiments.*` process, so that a program compiled in-process is the one a CLI subprocess compiles: a
+run trained in-process and one killed and resumed in subprocesses must end bit for bit the same, and with the
+elemental emitters they do only when both compile with the same flags.
 """
 
 import atexit
@@ -24,7 +25,7 @@ import os
 import shutil
 import tempfile
 
-TEST_COMPILER_FLAGS = ('--xla_backend_optimization_level=0',)
+TEST_COMPILER_FLAGS = ('--xla_backend_optimization_level=0', '--xla_cpu_use_fusion_emitters=false')
 TEST_COMPILER_FLAGS_JAXLIB = ((0, 10, 2), (0, 11))      # [first, end): the versions known to accept them
 
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
@@ -39,3 +40,4 @@ from attention_jax import cpu_runtime    # noqa: E402  (after the cache's variab
 
 if os.environ.get('ATTENTION_JAX_TEST_DEFAULT_COMPILER', '') in ('', '0'):
   cpu_runtime.append_xla_flags(TEST_COMPILER_FLAGS, TEST_COMPILER_FLAGS_JAXLIB)
+cpu_runtime.append_xla_flags(cpu_runtime.COMPILER_FLAGS, cpu_runtime.COMPILER_FLAGS_JAXLIB)     # the entry points' own

@@ -111,12 +111,19 @@ def test_apply_gradients_if_finite():
     np.testing.assert_array_equal(kept.params['w'], new_state.params['w'])
 
 
-# XLA's default optimisation level, which the suite's XLA_FLAGS lower to 0 (conftest.py): the references below are
-# compiled at it, so that these tests compare create_train_state's level 1 with what a user's XLA compiles.
-DEFAULT_LEVEL = {'xla_backend_optimization_level': 3}
+# XLA's defaults for what the suite's XLA_FLAGS change (conftest.py: LLVM level 0, the elemental emitters). The
+# references below are compiled with them, and create_train_state's initialisation with them under its own level 1
+# (user_init_options), so that these tests compare the library's level 1 with what a user's XLA compiles.
+XLA_DEFAULTS = {'xla_backend_optimization_level': 3, 'xla_cpu_use_fusion_emitters': True}
 
 
-@functools.partial(jax.jit, compiler_options=DEFAULT_LEVEL)
+@pytest.fixture
+def user_init_options(monkeypatch):
+  """create_train_state's CPU options over XLA_DEFAULTS, as a user's process compiles them."""
+  monkeypatch.setattr(steps, 'CPU_INIT_COMPILER_OPTIONS', {**XLA_DEFAULTS, **steps.CPU_INIT_COMPILER_OPTIONS})
+
+
+@functools.partial(jax.jit, compiler_options=XLA_DEFAULTS)
 def _reference_state(key, source, target_in):
   """create_train_state's contract, compiled at XLA's default optimisation level: params from one half of the
   seed's key, the run key from the other, Adam's moments zero."""
@@ -131,7 +138,8 @@ def _cpu_init_program():
   return steps._jitted_init(options)
 
 
-def test_create_train_state_is_bit_identical_to_the_default_compilation_and_compiles_once_for_all_seeds():
+def test_create_train_state_is_bit_identical_to_the_default_compilation_and_compiles_once_for_all_seeds(
+    user_init_options):
   init = _cpu_init_program()
   states = [tiny_state(seed)[1] for seed in (0, 1)]
   compiled = init._cache_size()
@@ -154,15 +162,15 @@ def test_create_train_state_is_bit_identical_to_the_default_compilation_and_comp
     dict(encoder='bigru', decoder='bahdanau', scorer='additive', embed_dim=32, hidden_dim=64, vocab=41, length=32),
     dict(encoder='gru', decoder='bahdanau', scorer='additive', embed_dim=256, hidden_dim=256, vocab=4000, length=20),
 ], ids=['default_config_sizes', 'throughput_sizes'])
-def test_create_train_state_is_bit_identical_on_larger_models(spec):
+def test_create_train_state_is_bit_identical_on_larger_models(spec, user_init_options):
   """Level 1's code for larger shapes (vectorised differently) draws the same bits as XLA's default compilation."""
   spec = dict(spec)
   vocab, length = spec.pop('vocab'), spec.pop('length')
   model = build_model(spec, source_vocab_size=vocab, target_vocab_size=vocab, max_source_length=length)
   source, target = np.ones((2, length), np.int32), np.ones((2, length), np.int32)
   state = steps.create_train_state(model, OPTIMIZER, 5, source, target)
-  want, _ = jax.jit(steps._init, static_argnums=0, compiler_options=DEFAULT_LEVEL)(model, jax.random.key(5), source,
-                                                                                   target)
+  want, _ = jax.jit(steps._init, static_argnums=0, compiler_options=XLA_DEFAULTS)(model, jax.random.key(5), source,
+                                                                                  target)
   jax.tree.map(np.testing.assert_array_equal, state.params, want)
 
 
