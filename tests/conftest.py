@@ -40,4 +40,4 @@ from attention_jax import cpu_runtime    # noqa: E402  (after the cache's variab
 
 if os.environ.get('ATTENTION_JAX_TEST_DEFAULT_COMPILER', '') in ('', '0'):
   cpu_runtime.append_xla_flags(TEST_COMPILER_FLAGS, TEST_COMPILER_FLAGS_JAXLIB)
-cpu_runtime.append_xla_flags(cpu_runtime.COMPILER_FLAGS, cpu_runtime.COMPILER_FLAGS_JAXLIB)     # the entry points' own
+cpu_runtime._add_compiler_flags()     # what configure() adds for the entry points

@@ -125,8 +125,8 @@ def user_init_options(monkeypatch):
 
 @functools.partial(jax.jit, compiler_options=XLA_DEFAULTS)
 def _reference_state(key, source, target_in):
-  """create_train_state's contract, compiled at XLA's default optimisation level: params from one half of the
-  seed's key, the run key from the other, Adam's moments zero."""
+  """create_train_state's contract, compiled with XLA_DEFAULTS: params from one half of the seed's key, the run key
+  from the other, Adam's moments zero."""
   init_rng, run_rng = jax.random.split(key)
   params = MODEL.init({'params': init_rng, 'dropout': init_rng}, source, target_in)['params']
   return steps.TrainState.create(apply_fn=MODEL.apply, params=params, tx=OPTIMIZER, rng=jax.random.key_data(run_rng))
