@@ -58,8 +58,6 @@ from benchmarks import throughput
 
 MODULE = 'benchmarks.step_profile'
 STEP_ANNOTATION = 'step_profile.step'
-QUICK_SPEC = {**throughput.SPEC, 'vocab_size': 300, 'embed_dim': 32, 'hidden_dim': 32, 'attention_dim': 32,
-              'batch_size': 8, 'source_length': 6, 'target_length': 5}
 # (part, the op_name fragment that marks it), first match wins; forward/backward is decided apart.
 PART_MARKERS = (('encoder', 'Seq2Seq.encode'), ('decoder scan', 'cell.teacher_forced/while'),
                 ('output layer', 'cell.readout_logits'), ('rest of the model', 'Seq2Seq'))
@@ -289,7 +287,7 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
   if args.steps < 1:
     raise SystemExit(f'--steps must be at least 1, got {args.steps}')
-  spec = QUICK_SPEC if args.quick else throughput.SPEC
+  spec = throughput.QUICK_SPEC if args.quick else throughput.SPEC
   load_before = harness.load_average()
   cpu_runtime.place_worker_threads()
   result = profile(spec, args.steps, program=args.program)

@@ -72,8 +72,6 @@ GROUP = 5
 PAUSE_S = 0.3
 COLUMNS = ('variant', 'kind', 'base_ms', 'variant_ms', 'speedup', 'round_ratios', 'grad_base_ms', 'grad_variant_ms',
            'grad_speedup', 'grad_round_ratios', 'first_loss_equal', 'max_grad_diff')
-QUICK_SPEC = {'vocab_size': 300, 'embed_dim': 32, 'hidden_dim': 32, 'attention_dim': 32, 'batch_size': 8,
-              'source_length': 6, 'target_length': 5, 'learning_rate': 1e-3}
 
 
 class Variant(NamedTuple):
@@ -380,7 +378,7 @@ def compare(names: list[str], spec: dict, rounds: int) -> list[dict]:
 
   Args:
     names: keys of VARIANTS.
-    spec: the model and batch sizes (`benchmarks.throughput.SPEC` or QUICK_SPEC).
+    spec: the model and batch sizes (`benchmarks.throughput.SPEC` or its QUICK_SPEC).
     rounds: rounds of GROUP steps per variant and per function, the order reversed every round.
 
   Returns:
@@ -450,7 +448,7 @@ def main(argv=None) -> dict:
   if args.rounds < 1:
     parser.error(f'--rounds must be at least 1, got {args.rounds}')
   from benchmarks import throughput
-  spec = QUICK_SPEC if args.quick else throughput.SPEC
+  spec = throughput.QUICK_SPEC if args.quick else throughput.SPEC
   load_before = harness.load_average()
   cpu_runtime.place_worker_threads()
   rows = compare(args.variants, spec, args.rounds)

@@ -1,7 +1,7 @@
 """Training throughput (target tokens/s) of one translation model in attention_jax, PyTorch and Keras.
 
     python -m benchmarks.throughput                 # full run (~2-4 minutes on 2 cores)
-    python -m benchmarks.throughput --quick         # smoke test (< 60 s)
+    python -m benchmarks.throughput --quick         # smoke test: QUICK_SPEC's tiny model, few rounds (< 60 s)
     python -m benchmarks.throughput --frameworks attention_jax,pytorch
     python -m benchmarks.throughput --frameworks attention_jax --baseline_tree ../before   # before/after a change
 
@@ -53,6 +53,9 @@ SPEC = {
     'target_length': 20,
     'learning_rate': 1e-3,
 }
+# The same model at tiny sizes: every benchmark's --quick smoke run.
+QUICK_SPEC = {**SPEC, 'vocab_size': 300, 'embed_dim': 32, 'hidden_dim': 32, 'attention_dim': 32,
+              'batch_size': 8, 'source_length': 6, 'target_length': 5}
 from attention_jax.special_tokens import BOS_ID, EOS_ID, FIRST_TOKEN_ID  # noqa: E402
 BEAM_SIZE = 4
 BASELINE = 'attention_jax_baseline'   # attention_jax of another checkout (--baseline_tree)
@@ -186,10 +189,11 @@ def _send(message: dict) -> None:
   print(PROTOCOL + json.dumps(message), flush=True)
 
 
-def run_worker(framework: str, threads: int, warmup: int, configure_cpu_runtime: bool) -> None:
+def run_worker(framework: str, threads: int, warmup: int, configure_cpu_runtime: bool, spec: dict) -> None:
   """Builds one framework's trainer, warms it up, then answers 'steps N' lines on stdin until 'quit'.
 
-  configure_cpu_runtime: attention_jax's `cpu_runtime.configure()` first, before JAX's first computation."""
+  configure_cpu_runtime: attention_jax's `cpu_runtime.configure()` first, before JAX's first computation.
+  spec: SPEC, or QUICK_SPEC under --quick."""
   from attention_jax import cpu_runtime
   runtime = 'default'
   if configure_cpu_runtime:
@@ -197,9 +201,9 @@ def run_worker(framework: str, threads: int, warmup: int, configure_cpu_runtime:
   elif all(os.environ.get(k) == v for k, v in cpu_runtime.MALLOC_ENVIRONMENT.items()):
     runtime = 'glibc malloc settings of attention_jax.cpu_runtime (environment)'
   start = time.perf_counter()
-  trainer = _trainer(framework, SPEC, threads)
+  trainer = _trainer(framework, spec, threads)
   trainer.settings += f'; CPU runtime: {runtime}'
-  batches = make_batches(SPEC, 8, seed=1)
+  batches = make_batches(spec, 8, seed=1)
   setup = time.perf_counter() - start
   first_times, _ = trainer.timed_steps(batches[:1])            # compiles / traces
   if configure_cpu_runtime and framework.startswith('attention_jax'):
@@ -226,7 +230,7 @@ def run_worker(framework: str, threads: int, warmup: int, configure_cpu_runtime:
       times = []
       for batch in chosen:
         start = time.perf_counter()
-        trainer.decode(command[1], batch['source'], SPEC['target_length'])
+        trainer.decode(command[1], batch['source'], spec['target_length'])
         times.append(time.perf_counter() - start)
       _send({'times': times})
       continue
@@ -237,12 +241,14 @@ def run_worker(framework: str, threads: int, warmup: int, configure_cpu_runtime:
 class _Worker:
   """A running worker process and its protocol."""
 
-  def __init__(self, framework: str, threads: int, warmup: int, cpu_runtime: str, tree: str | None = None):
+  def __init__(self, framework: str, threads: int, warmup: int, cpu_runtime: str, tree: str | None = None,
+               quick: bool = False):
     """tree: run attention_jax from this checkout instead (another commit: a before/after comparison), as that
-    checkout's worker runs it. cpu_runtime: one of CPU_RUNTIME."""
+    checkout's worker runs it (a checkout older than QUICK_SPEC trains its full-size model under --quick).
+    cpu_runtime: one of CPU_RUNTIME. quick: QUICK_SPEC's model instead of SPEC's."""
     self.framework = framework
     command = [sys.executable, '-m', MODULE, '--worker', 'attention_jax' if tree else framework,
-               '--threads', str(threads), '--warmup', str(warmup)]
+               '--threads', str(threads), '--warmup', str(warmup)] + (['--quick'] if quick else [])
     env = dict(os.environ)
     if not tree:
       command += ['--configure_cpu_runtime', str(int(framework == 'attention_jax' and cpu_runtime != 'default'))]
@@ -305,8 +311,9 @@ def main(argv=None) -> dict:
   parser.add_argument('--worker', default=None, help=argparse_hidden())
   parser.add_argument('--configure_cpu_runtime', type=int, default=1, help=argparse_hidden())
   args = parser.parse_args(argv)
+  spec = QUICK_SPEC if args.quick else SPEC
   if args.worker:
-    run_worker(args.worker, args.threads, args.warmup, bool(args.configure_cpu_runtime))
+    run_worker(args.worker, args.threads, args.warmup, bool(args.configure_cpu_runtime), spec)
     return {}
 
   rounds = args.rounds or (2 if args.quick else 10)
@@ -325,7 +332,7 @@ def main(argv=None) -> dict:
   try:
     for framework in frameworks:          # started one at a time so their compile times do not overlap
       workers[framework] = _Worker(framework, args.threads, args.warmup, args.cpu_runtime,
-                                   tree=args.baseline_tree if framework == BASELINE else None)
+                                   tree=args.baseline_tree if framework == BASELINE else None, quick=args.quick)
       ready[framework] = workers[framework].receive()
       if framework == BASELINE:
         ready[framework]['settings'] += f'; the checkout {args.baseline_tree} at {_commit(args.baseline_tree)}'
@@ -350,7 +357,7 @@ def main(argv=None) -> dict:
     for worker in workers.values():
       worker.close()
 
-  tokens = SPEC['batch_size'] * SPEC['target_length']
+  tokens = spec['batch_size'] * spec['target_length']
   rows = []
   for framework in frameworks:
     median_s = statistics.median(times[framework])
@@ -372,7 +379,7 @@ def main(argv=None) -> dict:
 
   command = harness.rerun_command(MODULE)
   print(f'\n## Training throughput (median of {rounds * steps_per_round} steps per framework, {rounds} '
-        f'interleaved rounds; batch {SPEC["batch_size"]} x {SPEC["target_length"]} target tokens)\n')
+        f'interleaved rounds; batch {spec["batch_size"]} x {spec["target_length"]} target tokens)\n')
   print(harness.markdown_table(rows, ['framework', 'params', 'median_step_ms', 'p25_ms', 'p75_ms', 'tokens_per_s',
                                       'attention_jax_speedup', 'best_round_ms', 'speedup_best_rounds',
                                       'first_step_s'], digits=2))
@@ -380,7 +387,7 @@ def main(argv=None) -> dict:
   for (framework, mode), mode_times in decode_times.items():
     median_s = statistics.median(mode_times)
     decode_rows.append({'framework': framework, 'decoding': 'greedy' if mode == 'greedy' else f'beam {BEAM_SIZE}',
-                        'median_batch_ms': 1e3 * median_s, 'sentences_per_s': SPEC['batch_size'] / median_s,
+                        'median_batch_ms': 1e3 * median_s, 'sentences_per_s': spec['batch_size'] / median_s,
                         'batches_timed': len(mode_times),
                         # Each turn decodes two batches after PAUSE_S of idleness: the first wakes the threads.
                         'after_idle_ms': 1e3 * statistics.median(mode_times[0::2]),
@@ -391,7 +398,7 @@ def main(argv=None) -> dict:
     row['attention_jax_speedup'] = (reference_row['sentences_per_s'] / row['sentences_per_s']
                                     if reference_row else None)
   if decode_rows:
-    print(f'\n## Decoding (batches of {SPEC["batch_size"]} sources, {SPEC["target_length"]} output positions, '
+    print(f'\n## Decoding (batches of {spec["batch_size"]} sources, {spec["target_length"]} output positions, '
           f'every step run; median over {decode_rounds} interleaved rounds of 2 batches)\n')
     print(harness.markdown_table(decode_rows, ['framework', 'decoding', 'median_batch_ms', 'sentences_per_s',
                                                'attention_jax_speedup', 'after_idle_ms', 'back_to_back_ms'],
@@ -399,7 +406,7 @@ def main(argv=None) -> dict:
   print('\n' + '\n'.join(f'- {r["framework"]}: {r["settings"]}' for r in rows))
   print(f'\nload average before/after: {load_before} / {load_after}')
   print(f'rerun: {command}')
-  result = {'machine': info, 'command': command, 'spec': SPEC, 'rounds': rounds, 'steps_per_round': steps_per_round,
+  result = {'machine': info, 'command': command, 'spec': spec, 'rounds': rounds, 'steps_per_round': steps_per_round,
             'cpu_runtime': args.cpu_runtime, 'load_average_before': load_before, 'load_average_after': load_after,
             'rows': rows,
             'decode_rows': decode_rows}

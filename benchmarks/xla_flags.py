@@ -56,9 +56,9 @@ def measure(steps: int, quick: bool) -> dict:
   cpu_runtime.configure()
   import jax
 
-  from benchmarks import step_profile, throughput
+  from benchmarks import throughput
   jax.config.update('jax_enable_compilation_cache', False)
-  spec = step_profile.QUICK_SPEC if quick else throughput.SPEC
+  spec = throughput.QUICK_SPEC if quick else throughput.SPEC
   trainer = throughput.JaxTrainer(spec, threads=0)
   batches = throughput.make_batches(spec, GROUP + 1, seed=1)
   start = time.perf_counter()

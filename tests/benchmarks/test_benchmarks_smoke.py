@@ -61,6 +61,8 @@ def test_throughput_drives_training_decoding_and_a_baseline_checkout(tmp_path):
                             '--warmup', '0', '--decode_rounds', '1', '--baseline_tree', '.', '--out', str(out)])
   rows = {row['framework']: row for row in result['rows']}
   assert set(rows) == {'attention_jax', throughput.BASELINE}
+  assert result['spec'] == throughput.QUICK_SPEC          # --quick: both workers train the tiny model
+  assert rows['attention_jax']['params'] == rows[throughput.BASELINE]['params'] < 100_000
   assert all(row['median_step_ms'] > 0 and row['steps_timed'] == 1 for row in rows.values())
   assert 'the checkout . at' in rows[throughput.BASELINE]['settings']
   decoded = {(row['framework'], row['decoding']) for row in result['decode_rows']}
@@ -177,7 +179,7 @@ def test_step_profile_attributes_summed_and_busy_time_per_step():
 
 def test_step_profile_traces_a_real_step_and_finds_every_part():
   from benchmarks import step_profile
-  result = step_profile.profile(step_profile.QUICK_SPEC, steps=2, warmup=1)
+  result = step_profile.profile(throughput.QUICK_SPEC, steps=2, warmup=1)
   rows = {(r['part'], r['direction']): r for r in result['rows']}
   for part in ('encoder', 'decoder scan', 'output layer'):
     for direction in ('forward', 'backward'):
@@ -186,7 +188,7 @@ def test_step_profile_traces_a_real_step_and_finds_every_part():
   assert all(0 < r['busy_ms'] <= r['summed_ms'] + 1e-9 for r in result['rows'])
   assert 0 < result['any_thunk_busy_ms'] <= result['step_ms']
   loops = [i for i in result['instructions'].values() if i['part'].startswith('decoder scan')]
-  assert max(i['calls_per_step'] for i in loops) == step_profile.QUICK_SPEC['target_length']
+  assert max(i['calls_per_step'] for i in loops) == throughput.QUICK_SPEC['target_length']
 
 
 def test_step_profile_classifies_decoding_op_names():
@@ -212,7 +214,7 @@ def test_step_profile_classifies_decoding_op_names():
 @pytest.mark.parametrize('program', ['greedy', 'beam'])
 def test_step_profile_traces_a_real_decoding_call_and_finds_every_part(program):
   from benchmarks import step_profile
-  spec = step_profile.QUICK_SPEC
+  spec = throughput.QUICK_SPEC
   result = step_profile.profile(spec, steps=2, warmup=1, program=program)
   rows = {r['part']: r for r in result['rows']}
   assert set(rows) == set(step_profile.DECODING_PARTS)

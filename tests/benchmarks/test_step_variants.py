@@ -21,7 +21,7 @@ from benchmarks import step_variants
 from benchmarks import throughput
 
 # An even batch, so that loss_in_halves really splits it.
-SPEC = {**step_variants.QUICK_SPEC, 'batch_size': 4, 'source_length': 6, 'target_length': 4, 'vocab_size': 40,
+SPEC = {**throughput.QUICK_SPEC, 'batch_size': 4, 'source_length': 6, 'target_length': 4, 'vocab_size': 40,
         'embed_dim': 8, 'hidden_dim': 12, 'attention_dim': 10}
 
 
