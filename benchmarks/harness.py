@@ -15,6 +15,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -110,10 +111,35 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], digit
   return '\n'.join(lines)
 
 
+def quick_results_path(default_out: str) -> str:
+  """Where a `--quick` run writes when no --out is given: the system's temporary directory, so that a smoke run
+  never overwrites the committed results (`default_out`) that BENCHMARKS.md quotes."""
+  return os.path.join(tempfile.gettempdir(), 'attention_jax_benchmarks', os.path.basename(default_out))
+
+
+class _BenchmarkParser(argparse.ArgumentParser):
+  """Resolves --out after parsing: the given path; else the committed `default_out`; with --quick, a temporary
+  path (`quick_results_path`)."""
+
+  def __init__(self, *args, default_out: str, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.default_out = default_out
+
+  def parse_args(self, args=None, namespace=None):  # pylint: disable=signature-differs
+    parsed = super().parse_args(args, namespace)
+    if parsed.out is None:
+      parsed.out = quick_results_path(self.default_out) if parsed.quick else self.default_out
+    return parsed
+
+
 def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(description=description)
+  """The flags every benchmark script shares: --quick and --out (default `default_out`, or a temporary path
+  with --quick: see `quick_results_path`)."""
+  parser = _BenchmarkParser(description=description, default_out=default_out)
   parser.add_argument('--quick', action='store_true', help='tiny sizes and few repeats (smoke test, < 60 s)')
-  parser.add_argument('--out', default=default_out, help='where to write the JSON results')
+  parser.add_argument('--out', default=None,
+                      help=f'where to write the JSON results (default {default_out}; with --quick, '
+                           f'{quick_results_path(default_out)})')
   return parser
 
 

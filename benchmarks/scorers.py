@@ -6,13 +6,12 @@
 For every registered scorer, `batched_attend` (queries [B, T, d], keys/values [B, S, d]) is jit-compiled and
 timed: median of --repeats runs after a warm-up, with block_until_ready. Memory is XLA's compiled temp +
 output bytes (`memory_analysis()`), which is what the step needs beyond its inputs. scaled_dot is also run
-multi-head against `jax.nn.dot_product_attention` on the same inputs. Writes benchmarks/results/scorers.json.
+multi-head against `jax.nn.dot_product_attention` on the same inputs. Writes benchmarks/results/scorers.json
+(with --quick, a temporary file unless --out is given).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import time
@@ -105,10 +104,8 @@ def memory_lean_case(s: int, repeats: int, batch: int = 8, t: int = 64, dim: int
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--quick', action='store_true', help='tiny sizes, few repeats')
+  parser = harness.base_parser(__doc__.splitlines()[0], os.path.join('benchmarks', 'results', 'scorers.json'))
   parser.add_argument('--repeats', type=int, default=None)
-  parser.add_argument('--output', '--out', dest='output', default=os.path.join(os.path.dirname(__file__), 'results', 'scorers.json'))
   args = parser.parse_args()
   load_before = harness.load_average()
   repeats = args.repeats or (3 if args.quick else 9)
@@ -147,10 +144,8 @@ def main():
   machine = {**harness.machine_info(), 'load_average': load_before, 'device': str(jax.devices()[0]),
              'repeats': repeats}
   print(f'\n{machine}\nrerun: {harness.rerun_command("benchmarks.scorers")}')
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output, 'w') as f:
-    json.dump({'machine': machine, 'scorers': rows, 'multi_head': mha, 'memory_lean': lean,
-               'command': harness.rerun_command('benchmarks.scorers')}, f, indent=1, default=str)
+  harness.write_json(args.out, {'machine': machine, 'scorers': rows, 'multi_head': mha, 'memory_lean': lean,
+                                'command': harness.rerun_command('benchmarks.scorers')})
 
 
 if __name__ == '__main__':

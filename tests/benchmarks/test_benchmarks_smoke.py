@@ -30,6 +30,17 @@ def test_harness_timing_memory_and_table():
   assert table.splitlines() == ['| name | ms |', '|---|---|', '| a | 1.23 |', '| b | - |']
 
 
+def test_a_quick_run_never_overwrites_the_committed_results_unless_told_to():
+  """--quick without --out writes to a temporary path; without --quick, the committed file; --out always wins."""
+  committed = os.path.join('benchmarks', 'results', 'flop_floor.json')
+  parser = harness.base_parser('test', committed)
+  assert parser.parse_args([]).out == committed
+  quick = parser.parse_args(['--quick']).out
+  assert quick == harness.quick_results_path(committed) and os.path.realpath(quick) != os.path.realpath(committed)
+  assert not os.path.realpath(quick).startswith(os.path.realpath('benchmarks'))
+  assert parser.parse_args(['--quick', '--out', 'x.json']).out == 'x.json'
+
+
 def test_throughput_batches_follow_the_batch_contract():
   spec = {**throughput.SPEC, 'batch_size': 3, 'source_length': 5, 'target_length': 4, 'vocab_size': 50}
   batch = throughput.make_batches(spec, 2)[1]
